@@ -1,0 +1,93 @@
+"""The `training-worker` flow: one attempt of a request on a stateless worker.
+
+It holds no state of its own: everything it needs comes from the metadata store (request,
+checkpoint pointer) and MLflow (checkpoint artifacts), and everything it learns goes back there
+under its lease epoch. SIGTERM (spot reclaim, scale-down) commits a checkpoint and hands the
+training back to the master.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.states import Cancelled, Failed
+
+from tenantml.domain.request import AttemptEnd, WorkerClass
+from tenantml.errors import StaleEpoch
+from tenantml.platform.connection import Connection
+from tenantml.settings import Settings, load_settings
+from tenantml.training.attempt import Lease, TrainingAttempt
+
+
+def _address_space_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def limit_resources(settings: Settings, worker_class: WorkerClass) -> None:
+    """The small class may allocate ``small_memory_limit_mb`` beyond what the process holds now."""
+    headroom_mb = settings.training.small_memory_limit_mb
+    if worker_class is WorkerClass.SMALL and headroom_mb:
+        limit = _address_space_bytes() + headroom_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+
+
+def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
+    """Hook: tell the master early that this attempt is gone. Correctness never depends on it."""
+    params = flow_run.parameters
+    try:
+        connection = Connection(load_settings())
+        connection.store.report_attempt_end(
+            params["request_id"], params["epoch"], params["worker_uuid"], AttemptEnd.CRASHED,
+            f"worker run {state.name.lower()}: {state.message or ''}".strip(), datetime.now(UTC),
+        )
+    except StaleEpoch:
+        pass
+    except Exception as err:  # a hook must never mask the run's own outcome
+        get_run_logger().warning("could not report the end of attempt: %s", err)
+
+
+@flow(name="training-worker", on_crashed=[_clear_lease], on_failure=[_clear_lease])
+def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class: str = "small") -> Any:
+    logger = get_run_logger()
+    settings = load_settings()
+    limit_resources(settings, WorkerClass(worker_class))
+    connection = Connection(settings)
+    progress_id = create_progress_artifact(
+        progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
+    )
+    last_update = 0.0
+
+    def on_progress(step: int, total: int) -> None:
+        nonlocal last_update
+        now = time.monotonic()
+        if now - last_update >= 1.0 or step == total:
+            update_progress_artifact(progress_id, progress=100.0 * step / max(total, 1))
+            last_update = now
+
+    attempt = TrainingAttempt(
+        Lease(request_id, worker_uuid, epoch),
+        connection.store,
+        connection.tracking,
+        connection.registry,
+        settings.training,
+        on_progress=on_progress,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: attempt.preempt())
+    logger.info("request %s: worker %s (epoch %s, class %s) starting", request_id, worker_uuid, epoch, worker_class)
+    outcome = attempt.run()
+    logger.info("request %s: attempt ended %s (%s)", request_id, outcome.end, outcome.reason)
+    if outcome.end is AttemptEnd.COMPLETED:
+        return {"request_id": request_id, "model_version": outcome.model_version, "resume_step": outcome.resume_step}
+    if outcome.end is None or outcome.end is AttemptEnd.PREEMPTED:
+        return Cancelled(message=f"handed back: {outcome.reason}")
+    return Failed(message=f"{outcome.end.value}: {outcome.reason}")

@@ -1,0 +1,1 @@
+"""Thin adapters from the domain to the database, MLflow, Prefect and storage."""

@@ -1,0 +1,124 @@
+"""Tables of the training metadata database and the engine that reaches it.
+
+SQLite (the default) and PostgreSQL share one schema. Every worker write is an UPDATE guarded by
+the lease epoch, so the database is the single point that decides which worker is current.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+__all__ = ["attempts", "create_database", "metadata", "requests", "tenants"]
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("api_key_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+requests = Table(
+    "training_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(64), ForeignKey("tenants.name"), nullable=False, index=True),
+    Column("model", String(128), nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("dataset_fingerprint", String(64), nullable=False),
+    Column("training_fingerprint", String(64), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("algorithm", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("promotion", String(128), nullable=False, default="always"),
+    Column("force", Boolean, nullable=False, default=False),
+    Column("idempotency_key", String(256), unique=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", Text),
+    Column("epoch", Integer, nullable=False, default=0),
+    Column("worker_uuid", String(36)),
+    Column("worker_class", String(16), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("step", Integer, nullable=False, default=0),
+    Column("total_steps", Integer),
+    Column("checkpoint_uri", Text),
+    Column("checkpoint_step", Integer),
+    Column("checkpoint_sha256", String(64)),
+    Column("mlflow_run_id", String(64)),
+    Column("master_flow_run_id", String(36)),
+    Column("master_heartbeat_at", DateTime(timezone=True)),
+    Column("move_requested", Boolean, nullable=False, default=False),
+    Column("model_version", String(32)),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+# At most one active training per tenant and model, whatever races the submitters run.
+_ACTIVE_STATUSES = ("pending", "running", "resuming")
+Index(
+    "one_active_training",
+    requests.c.tenant,
+    requests.c.model,
+    unique=True,
+    sqlite_where=requests.c.status.in_(_ACTIVE_STATUSES),
+    postgresql_where=requests.c.status.in_(_ACTIVE_STATUSES),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("request_id", String(36), ForeignKey("training_requests.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("epoch", Integer, nullable=False),
+    Column("worker_uuid", String(36), nullable=False),
+    Column("worker_class", String(16), nullable=False),
+    Column("flow_run_id", String(36)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("end", String(32)),
+    Column("reason", Text),
+    Column("resume_step", Integer, nullable=False, default=0),
+    Column("end_step", Integer),
+    UniqueConstraint("request_id", "epoch"),
+)
+
+
+def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_database(url: str, *, create_schema: bool = True) -> Engine:
+    """An engine for ``url``; creates the schema once (idempotent) unless told not to."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _tune_sqlite)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    if create_schema:
+        metadata.create_all(engine)
+    return engine

@@ -1,0 +1,428 @@
+"""The training metadata store: tenants, requests and attempts, with fenced writes.
+
+Worker writes (heartbeat, checkpoint, attempt end, completion) are single UPDATEs guarded by the
+request id, the lease epoch and the worker UUID. A write that matches no row raises
+:class:`~tenantml.errors.StaleEpoch`: the worker has been replaced and must stop. Failover is the
+same kind of compare-and-set on the epoch, so two masters can never both start a next attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tenantml.adapters.database import attempts, requests, tenants
+from tenantml.domain.request import (
+    Attempt,
+    AttemptEnd,
+    Checkpoint,
+    RequestStatus,
+    TrainingRequest,
+    TrainingSpec,
+    WorkerClass,
+)
+from tenantml.errors import InvalidRequest, NotFound, StaleEpoch
+
+__all__ = ["Store", "TenantExists"]
+
+_ACTIVE = [status.value for status in RequestStatus if status.is_active]
+_WORKING = [RequestStatus.RUNNING.value, RequestStatus.RESUMING.value]
+
+
+class TenantExists(InvalidRequest):
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"tenant {tenant!r} already exists: choose another name")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class Store:
+    """Reads and writes training metadata; every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- tenants -------------------------------------------------------------------------
+    def add_tenant(self, name: str, api_key_sha256: str, now: datetime) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tenants).values(name=name, api_key_sha256=api_key_sha256, created_at=now))
+        except IntegrityError as err:
+            raise TenantExists(name) from err
+
+    def tenant_exists(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(tenants.c.name).where(tenants.c.name == name)).first() is not None
+
+    def tenant_for_key(self, api_key_sha256: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tenants.c.name).where(tenants.c.api_key_sha256 == api_key_sha256)).first()
+        return None if row is None else str(row.name)
+
+    def list_tenants(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [str(row.name) for row in conn.execute(select(tenants.c.name).order_by(tenants.c.name))]
+
+    # -- requests ------------------------------------------------------------------------
+    def add_request(self, request: TrainingRequest) -> None:
+        spec = request.spec
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(requests).values(
+                    id=request.id,
+                    tenant=spec.tenant,
+                    model=spec.model,
+                    dataset=spec.dataset,
+                    dataset_fingerprint=spec.dataset_fingerprint,
+                    training_fingerprint=spec.training_fingerprint,
+                    target=spec.target,
+                    algorithm=spec.algorithm,
+                    params=dict(spec.params),
+                    promotion=spec.promotion,
+                    force=request.force,
+                    idempotency_key=request.idempotency_key,
+                    status=request.status.value,
+                    reason=request.reason,
+                    epoch=request.epoch,
+                    worker_class=request.worker_class.value,
+                    step=0,
+                    mlflow_run_id=request.mlflow_run_id,
+                    model_version=request.model_version,
+                    metrics={},
+                    created_at=request.created_at,
+                    updated_at=request.updated_at,
+                    finished_at=request.finished_at,
+                )
+            )
+
+    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest:
+        found = self._read(requests.c.id == request_id, tenant=tenant)
+        if not found:
+            raise NotFound(f"no training request {request_id!r}" + (f" for tenant {tenant!r}" if tenant else ""))
+        return found[0]
+
+    def list_requests(self, tenant: str | None = None, limit: int = 100) -> list[TrainingRequest]:
+        return self._read(None, tenant=tenant, limit=limit)
+
+    def active_request(self, tenant: str, model: str) -> TrainingRequest | None:
+        found = self._read(and_(requests.c.model == model, requests.c.status.in_(_ACTIVE)), tenant=tenant, limit=1)
+        return found[0] if found else None
+
+    def last_completed(self, tenant: str, model: str) -> TrainingRequest | None:
+        found = self._read(
+            and_(requests.c.model == model, requests.c.status == RequestStatus.COMPLETED.value), tenant=tenant, limit=1
+        )
+        return found[0] if found else None
+
+    def by_idempotency_key(self, key: str) -> TrainingRequest | None:
+        found = self._read(requests.c.idempotency_key == key, limit=1)
+        return found[0] if found else None
+
+    def in_flight(self) -> list[TrainingRequest]:
+        return self._read(requests.c.status.in_(_ACTIVE), limit=10_000)
+
+    def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None:
+        self._update(requests.c.id == request_id, mlflow_run_id=run_id, updated_at=now)
+
+    def request_move(self, request_id: str, now: datetime) -> None:
+        if not self._update(
+            and_(requests.c.id == request_id, requests.c.status.in_(_WORKING)), move_requested=True, updated_at=now
+        ):
+            raise InvalidRequest(f"request {request_id!r} is not training: only a running training can be moved")
+
+    # -- master --------------------------------------------------------------------------
+    def claim_master(self, request_id: str, flow_run_id: str, now: datetime) -> None:
+        self._update(requests.c.id == request_id, master_flow_run_id=flow_run_id, master_heartbeat_at=now)
+
+    def master_heartbeat(self, request_id: str, flow_run_id: str, now: datetime) -> bool:
+        """False when another master has claimed the request since."""
+        return self._update(
+            and_(requests.c.id == request_id, requests.c.master_flow_run_id == flow_run_id),
+            master_heartbeat_at=now,
+        )
+
+    def start_attempt(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        worker_uuid: str,
+        worker_class: WorkerClass,
+        now: datetime,
+        previous_end: AttemptEnd | None = None,
+        previous_reason: str | None = None,
+    ) -> int:
+        """End the current attempt (if any), bump the epoch and open the next attempt.
+
+        Compare-and-set on ``expected_epoch``: raises StaleEpoch if somebody else moved it first.
+        Returns the new epoch.
+        """
+        epoch = expected_epoch + 1
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(requests.c.step, requests.c.checkpoint_step).where(requests.c.id == request_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no training request {request_id!r}")
+            result = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_ACTIVE))
+                .values(
+                    epoch=epoch,
+                    worker_uuid=worker_uuid,
+                    worker_class=worker_class.value,
+                    status=(RequestStatus.RESUMING if expected_epoch else RequestStatus.RUNNING).value,
+                    heartbeat_at=None,
+                    move_requested=False,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleEpoch(request_id, expected_epoch)
+            self._close_attempt(conn, request_id, expected_epoch, now, previous_end, previous_reason, row.step)
+            number = conn.execute(select(attempts.c.number).where(attempts.c.request_id == request_id)).all()
+            conn.execute(
+                insert(attempts).values(
+                    request_id=request_id,
+                    number=len(number) + 1,
+                    epoch=epoch,
+                    worker_uuid=worker_uuid,
+                    worker_class=worker_class.value,
+                    started_at=now,
+                    resume_step=row.checkpoint_step or 0,
+                )
+            )
+        return epoch
+
+    def set_attempt_flow_run(self, request_id: str, epoch: int, flow_run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch)
+                .values(flow_run_id=flow_run_id)
+            )
+
+    def finish(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        status: RequestStatus,
+        now: datetime,
+        reason: str | None = None,
+        end: AttemptEnd | None = None,
+    ) -> None:
+        """Move a request to a terminal status, fencing off whichever worker holds it."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(requests.c.step).where(requests.c.id == request_id)).first()
+            result = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_ACTIVE))
+                .values(
+                    status=status.value,
+                    reason=reason,
+                    epoch=expected_epoch + 1,
+                    worker_uuid=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleEpoch(request_id, expected_epoch)
+            self._close_attempt(conn, request_id, expected_epoch, now, end, reason, row.step if row else None)
+
+    # -- worker (fenced) -----------------------------------------------------------------
+    def heartbeat(self, request_id: str, epoch: int, worker_uuid: str, step: int, total_steps: int, now: datetime) -> None:
+        self._fenced(
+            request_id, epoch, worker_uuid, heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now
+        )
+
+    def commit_checkpoint(self, request_id: str, epoch: int, worker_uuid: str, checkpoint: Checkpoint, now: datetime) -> None:
+        self._fenced(
+            request_id,
+            epoch,
+            worker_uuid,
+            checkpoint_uri=checkpoint.uri,
+            checkpoint_step=checkpoint.step,
+            checkpoint_sha256=checkpoint.sha256,
+            heartbeat_at=now,
+            updated_at=now,
+        )
+
+    def check_current(self, request_id: str, epoch: int, worker_uuid: str) -> None:
+        """Raise StaleEpoch unless this worker still holds the lease (a read, writes nothing)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(requests.c.id).where(
+                    requests.c.id == request_id,
+                    requests.c.epoch == epoch,
+                    requests.c.worker_uuid == worker_uuid,
+                    requests.c.status.in_(_WORKING),
+                )
+            ).first()
+        if row is None:
+            raise StaleEpoch(request_id, epoch)
+
+    def report_attempt_end(
+        self, request_id: str, epoch: int, worker_uuid: str, end: AttemptEnd, reason: str, now: datetime
+    ) -> None:
+        """A worker says why it stops (e.g. out of memory); the master acts on it."""
+        self.check_current(request_id, epoch, worker_uuid)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.end.is_(None))
+                .values(end=end.value, reason=reason)
+            )
+
+    def complete(
+        self,
+        request_id: str,
+        epoch: int,
+        worker_uuid: str,
+        model_version: str,
+        metrics: Mapping[str, float],
+        now: datetime,
+    ) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(requests)
+                .where(*self._lease(request_id, epoch, worker_uuid))
+                .values(
+                    status=RequestStatus.COMPLETED.value,
+                    model_version=model_version,
+                    metrics=dict(metrics),
+                    worker_uuid=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleEpoch(request_id, epoch)
+            row = conn.execute(select(requests.c.step).where(requests.c.id == request_id)).first()
+            self._close_attempt(conn, request_id, epoch, now, AttemptEnd.COMPLETED, None, row.step if row else None)
+
+    # -- internals -----------------------------------------------------------------------
+    @staticmethod
+    def _lease(request_id: str, epoch: int, worker_uuid: str) -> list[Any]:
+        return [
+            requests.c.id == request_id,
+            requests.c.epoch == epoch,
+            requests.c.worker_uuid == worker_uuid,
+            requests.c.status.in_(_WORKING),
+        ]
+
+    def _fenced(self, request_id: str, epoch: int, worker_uuid: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(update(requests).where(*self._lease(request_id, epoch, worker_uuid)).values(**values))
+        if result.rowcount != 1:
+            raise StaleEpoch(request_id, epoch)
+
+    def _update(self, condition: Any, **values: Any) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(update(requests).where(condition).values(**values)).rowcount == 1
+
+    @staticmethod
+    def _close_attempt(
+        conn: Any,
+        request_id: str,
+        epoch: int,
+        now: datetime,
+        end: AttemptEnd | None,
+        reason: str | None,
+        end_step: int | None,
+    ) -> None:
+        conn.execute(
+            update(attempts)
+            .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.ended_at.is_(None))
+            .values(ended_at=now, end_step=end_step)
+        )
+        if end is not None:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.end.is_(None))
+                .values(end=end.value, reason=reason)
+            )
+
+    def _read(self, condition: Any, tenant: str | None = None, limit: int = 100) -> list[TrainingRequest]:
+        query = select(requests).order_by(requests.c.created_at.desc()).limit(limit)
+        if condition is not None:
+            query = query.where(condition)
+        if tenant is not None:
+            query = query.where(requests.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            ids = [row.id for row in rows]
+            attempt_rows = (
+                conn.execute(
+                    select(attempts).where(attempts.c.request_id.in_(ids)).order_by(attempts.c.number)
+                ).all()
+                if ids
+                else []
+            )
+        by_request: dict[str, list[Attempt]] = {}
+        for a in attempt_rows:
+            by_request.setdefault(a.request_id, []).append(
+                Attempt(
+                    number=a.number,
+                    epoch=a.epoch,
+                    worker_uuid=a.worker_uuid,
+                    worker_class=WorkerClass(a.worker_class),
+                    started_at=_utc(a.started_at),  # type: ignore[arg-type]
+                    flow_run_id=a.flow_run_id,
+                    ended_at=_utc(a.ended_at),
+                    end=AttemptEnd(a.end) if a.end else None,
+                    reason=a.reason,
+                    resume_step=a.resume_step,
+                    end_step=a.end_step,
+                )
+            )
+        return [_to_request(row, by_request.get(row.id, [])) for row in rows]
+
+
+def _to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingRequest:
+    checkpoint = (
+        Checkpoint(uri=row.checkpoint_uri, step=row.checkpoint_step, sha256=row.checkpoint_sha256)
+        if row.checkpoint_uri
+        else None
+    )
+    return TrainingRequest(
+        id=row.id,
+        spec=TrainingSpec(
+            tenant=row.tenant,
+            model=row.model,
+            dataset=row.dataset,
+            target=row.target,
+            algorithm=row.algorithm,
+            params=dict(row.params or {}),
+            dataset_fingerprint=row.dataset_fingerprint,
+            promotion=row.promotion,
+        ),
+        status=RequestStatus(row.status),
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        idempotency_key=row.idempotency_key,
+        force=row.force,
+        reason=row.reason,
+        epoch=row.epoch,
+        worker_uuid=row.worker_uuid,
+        worker_class=WorkerClass(row.worker_class),
+        heartbeat_at=_utc(row.heartbeat_at),
+        step=row.step,
+        total_steps=row.total_steps,
+        checkpoint=checkpoint,
+        mlflow_run_id=row.mlflow_run_id,
+        master_flow_run_id=row.master_flow_run_id,
+        master_heartbeat_at=_utc(row.master_heartbeat_at),
+        move_requested=row.move_requested,
+        model_version=row.model_version,
+        metrics=dict(row.metrics or {}),
+        finished_at=_utc(row.finished_at),
+        attempts=list(request_attempts),
+    )

@@ -1,0 +1,136 @@
+"""MLflow tracking: one experiment per tenant, one run per request, checkpoints as run artifacts.
+
+MLflow mirrors the metadata store for the UI; it never decides who may write. Callers write here
+only after their fenced write to the store succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import RunStatus
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.tracking import MlflowClient
+
+from tenantml.domain.request import Checkpoint, TrainingRequest
+
+__all__ = ["TAG_PREFIX", "Tracking", "experiment_name"]
+
+TAG_PREFIX = "tenantml."
+
+
+def experiment_name(tenant: str) -> str:
+    return f"tenantml-{tenant}"
+
+
+def _tags(values: Mapping[str, object]) -> dict[str, str]:
+    return {TAG_PREFIX + key: str(value) for key, value in values.items()}
+
+
+class Tracking:
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._artifact_uris: dict[str, str] = {}
+
+    def experiment_id(self, tenant: str) -> str:
+        name = experiment_name(tenant)
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(name, tags=_tags({"tenant": tenant})))
+        except Exception:  # created concurrently by another master
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def start_run(self, request: TrainingRequest) -> str:
+        spec = request.spec
+        run = self.client.create_run(
+            self.experiment_id(spec.tenant),
+            run_name=f"{spec.model}-{request.id[:8]}",
+            tags=_tags(
+                {
+                    "tenant": spec.tenant,
+                    "model": spec.model,
+                    "request_id": request.id,
+                    "status": request.status.value,
+                    "algorithm": spec.algorithm,
+                    "dataset_fingerprint": spec.dataset_fingerprint,
+                }
+            ),
+        )
+        run_id = run.info.run_id
+        params = {"algorithm": spec.algorithm, "target": spec.target, "dataset": Path(spec.dataset).name}
+        params.update({f"param.{k}": str(v) for k, v in spec.params.items()})
+        for key, value in params.items():
+            self.client.log_param(run_id, key, value)
+        return run_id
+
+    def mirror(self, run_id: str, **values: object) -> None:
+        for key, value in _tags(values).items():
+            self.client.set_tag(run_id, key, value)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def end_run(self, run_id: str, status: str) -> None:
+        mlflow_status = {"completed": "FINISHED", "skipped": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
+        self.client.set_terminated(run_id, status=mlflow_status)
+
+    def run_is_terminated(self, run_id: str) -> bool:
+        return self.client.get_run(run_id).info.status in {RunStatus.to_string(RunStatus.FINISHED), "FAILED", "KILLED"}
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _artifact_root(self, run_id: str) -> str:
+        if run_id not in self._artifact_uris:
+            self._artifact_uris[run_id] = str(self.client.get_run(run_id).info.artifact_uri)
+        return self._artifact_uris[run_id]
+
+    def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint:
+        """Upload a checkpoint under a path unique to the epoch; nothing points at it yet."""
+        artifact_path = f"checkpoints/epoch-{epoch}"
+        name = f"step-{step:08d}.pkl"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(blob)
+            self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+        uri = f"{self._artifact_root(run_id)}/{artifact_path}/{name}"
+        return Checkpoint(uri=uri, step=step, sha256=hashlib.sha256(blob).hexdigest())
+
+    def download_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+        with tempfile.TemporaryDirectory() as folder:
+            local = download_artifacts(artifact_uri=checkpoint.uri, dst_path=folder, tracking_uri=self.tracking_uri)
+            blob = Path(local).read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != checkpoint.sha256:
+            raise ValueError(f"checkpoint {checkpoint.uri} is corrupt: sha256 {digest} != {checkpoint.sha256}")
+        return blob
+
+    def prune_checkpoints(self, run_id: str, keep: Checkpoint | None, retention: int) -> int:
+        """Delete checkpoint artifacts of a finished run, keeping the newest ``retention``."""
+        repo = get_artifact_repository(self._artifact_root(run_id))
+        files: list[Any] = []
+        for folder in repo.list_artifacts("checkpoints"):
+            files.extend(f for f in repo.list_artifacts(folder.path) if not f.is_dir)
+        files.sort(key=lambda f: f.path.rsplit("step-", 1)[-1], reverse=True)
+        kept = {f.path for f in files[:retention]}
+        if keep is not None and retention > 0:
+            kept.add(keep.uri.split(self._artifact_root(run_id) + "/", 1)[-1])
+        removed = 0
+        for f in files:
+            if f.path not in kept:
+                repo.delete_artifacts(f.path)
+                removed += 1
+        return removed

@@ -1,0 +1,181 @@
+"""Training requests, their attempts and the rules that move them along.
+
+A request is trained by a sequence of attempts. Each attempt holds a worker UUID and a lease
+epoch; only the current epoch may write. A UUID event (heartbeat lost, crash, move, preemption,
+resource failure) ends the attempt, bumps the epoch and starts the next attempt, which resumes
+from the last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = [
+    "Attempt",
+    "AttemptEnd",
+    "Checkpoint",
+    "RequestStatus",
+    "TrainingRequest",
+    "TrainingSpec",
+    "WorkerClass",
+    "worker_class_after",
+]
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RESUMING = "resuming"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_terminal
+
+
+TERMINAL = frozenset({RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.SKIPPED, RequestStatus.CANCELLED})
+
+
+class WorkerClass(StrEnum):
+    SMALL = "small"
+    LARGE = "large"
+
+
+class AttemptEnd(StrEnum):
+    """Why an attempt ended. Only the failover reasons use up the attempt budget."""
+
+    COMPLETED = "completed"
+    HEARTBEAT_LOST = "heartbeat_lost"
+    CRASHED = "crashed"
+    MOVED = "moved"
+    PREEMPTED = "preempted"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    USER_ERROR = "user_error"
+    CANCELLED = "cancelled"
+    MASTER_RESTARTED = "master_restarted"
+
+    @property
+    def is_failover(self) -> bool:
+        return self in {
+            AttemptEnd.HEARTBEAT_LOST,
+            AttemptEnd.CRASHED,
+            AttemptEnd.RESOURCE_EXHAUSTED,
+        }
+
+    @property
+    def resumes(self) -> bool:
+        """Whether another attempt follows an attempt that ended this way."""
+        return self not in {AttemptEnd.COMPLETED, AttemptEnd.USER_ERROR, AttemptEnd.CANCELLED}
+
+
+def worker_class_after(current: WorkerClass, end: AttemptEnd) -> WorkerClass:
+    """The class of the next attempt: resource failures escalate, everything else stays."""
+    if end is AttemptEnd.RESOURCE_EXHAUSTED:
+        return WorkerClass.LARGE
+    return current
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What a tenant asked for: everything that decides the trained model."""
+
+    tenant: str
+    model: str
+    dataset: str
+    target: str
+    algorithm: str
+    params: dict[str, object] = field(default_factory=dict)
+    dataset_fingerprint: str = ""
+    promotion: str = "always"
+
+    @property
+    def training_fingerprint(self) -> str:
+        """Equal for two requests that would train the same model from the same data."""
+        payload = json.dumps(
+            [self.dataset_fingerprint, self.target, self.algorithm, sorted(self.params.items())],
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    uri: str
+    step: int
+    sha256: str
+
+
+@dataclass
+class Attempt:
+    number: int
+    epoch: int
+    worker_uuid: str
+    worker_class: WorkerClass
+    started_at: datetime
+    flow_run_id: str | None = None
+    ended_at: datetime | None = None
+    end: AttemptEnd | None = None
+    reason: str | None = None
+    resume_step: int = 0
+    end_step: int | None = None
+
+
+@dataclass
+class TrainingRequest:
+    id: str
+    spec: TrainingSpec
+    status: RequestStatus
+    created_at: datetime
+    updated_at: datetime
+    idempotency_key: str | None = None
+    force: bool = False
+    reason: str | None = None
+    epoch: int = 0
+    worker_uuid: str | None = None
+    worker_class: WorkerClass = WorkerClass.SMALL
+    heartbeat_at: datetime | None = None
+    step: int = 0
+    total_steps: int | None = None
+    checkpoint: Checkpoint | None = None
+    mlflow_run_id: str | None = None
+    master_flow_run_id: str | None = None
+    master_heartbeat_at: datetime | None = None
+    move_requested: bool = False
+    model_version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    finished_at: datetime | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def tenant(self) -> str:
+        return self.spec.tenant
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def steps_redone(self, attempt: Attempt) -> int:
+        """Steps the previous attempt had trained past the checkpoint this attempt resumed from."""
+        before = [a for a in self.attempts if a.number == attempt.number - 1]
+        if not before or before[0].end_step is None:
+            return 0
+        return max(0, before[0].end_step - attempt.resume_step)
+
+    @property
+    def failovers(self) -> int:
+        return sum(1 for attempt in self.attempts if attempt.end is not None and attempt.end.is_failover)

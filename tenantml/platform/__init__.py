@@ -1,0 +1,1 @@
+"""Running the platform: connections from settings, and the embedded local platform."""

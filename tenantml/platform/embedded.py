@@ -1,0 +1,211 @@
+"""The embedded platform behind `tenantml up`: Prefect and MLflow servers, work pools, deployments,
+process workers (and the inference service), all on 127.0.0.1, all stopped by pid.
+
+Everything persistent lives under ``TENANTML_HOME``; starting again on the same home keeps every
+record. A failure at any point stops whatever was already started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tenantml.errors import HomeNotWritable, PlatformError
+from tenantml.platform.connection import read_platform_state, state_file
+from tenantml.platform.process import Service, claim_port, start_service, stop_services, wait_healthy
+from tenantml.settings import Settings
+
+__all__ = ["EmbeddedPlatform", "platform_env"]
+
+log = logging.getLogger(__name__)
+
+WORKER_CLASSES = ("small", "large")
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def check_home(home: Path) -> Path:
+    home = home.resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise HomeNotWritable(str(home), err.strerror or str(err)) from err
+    for sub in ("logs", "prefect", "mlflow/artifacts", "datasets"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str) -> dict[str, str]:
+    """The environment every child process gets: where the servers are, and quiet defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_API_URL=prefect_api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS=str(settings.prefect.worker_query_seconds),
+        PREFECT_WORKER_HEARTBEAT_SECONDS="10",
+        PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        TENANTML_HOME=str(home),
+        TENANTML_PROJECT_DIR=str(settings.project_dir),
+        TENANTML_PREFECT__API_URL=prefect_api_url,
+        TENANTML_MLFLOW__TRACKING_URI=mlflow_uri,
+        MLFLOW_TRACKING_URI=mlflow_uri,
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        BENTOML_DO_NOT_TRACK="true",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@dataclass
+class EmbeddedPlatform:
+    settings: Settings
+    services: list[Service] = field(default_factory=list)
+    state: dict[str, object] = field(default_factory=dict)
+
+    def start(self, serve_inference: bool = True) -> dict[str, object]:
+        home = check_home(self.settings.home)
+        self._refuse_if_running(home)
+        try:
+            return self._start(home, serve_inference)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, home: Path, serve_inference: bool) -> dict[str, object]:
+        settings = self.settings
+        prefect_port = claim_port("Prefect server", settings.prefect.port)
+        mlflow_port = claim_port("MLflow server", settings.mlflow.port)
+        serving_port = claim_port("inference service", settings.serving.port) if serve_inference else None
+        prefect_api = f"http://127.0.0.1:{prefect_port}/api"
+        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        env = platform_env(settings, home, prefect_api, mlflow_uri)
+        logs = home / "logs"
+        cwd = settings.project_dir
+
+        server_env = dict(env)
+        if settings.prefect.database_url is not None:
+            server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = settings.prefect.database_url.get_secret_value()
+        prefect = start_service(
+            "prefect-server", [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            server_env, logs, cwd,
+        )
+        self.services.append(prefect)
+        mlflow_db = home / "mlflow" / "mlflow.db"
+        mlflow = start_service(
+            "mlflow-server",
+            [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{mlflow_db}",
+             "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
+            {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, logs, cwd,
+        )
+        self.services.append(mlflow)
+        wait_healthy(mlflow, f"{mlflow_uri}/health", 120)
+        wait_healthy(prefect, f"{prefect_api}/health", 120)
+
+        # Our own metadata schema, once, before any worker connects.
+        from tenantml.adapters.database import create_database
+
+        create_database(settings.database_url).dispose()
+        asyncio.run(_create_work_pools(prefect_api, settings))
+        self._deploy(env, logs)
+
+        prefect_settings = settings.prefect
+        self._worker(env, "master-1", prefect_settings.master_pool, "default", 50)
+        for worker_class, count in (("small", prefect_settings.small_workers), ("large", prefect_settings.large_workers)):
+            for n in range(1, count + 1):
+                self._worker(env, f"{worker_class}-{n}", prefect_settings.training_pool, worker_class,
+                             prefect_settings.runs_per_worker)
+        inference_url = None
+        if serving_port is not None:
+            inference_url = self._serve(env, serving_port)
+        self.state = {
+            "home": str(home),
+            "supervisor_pid": os.getpid(),
+            "prefect_api_url": prefect_api,
+            "prefect_ui_url": f"http://127.0.0.1:{prefect_port}",
+            "mlflow_tracking_uri": mlflow_uri,
+            "inference_url": inference_url,
+            "pids": {s.name: s.pid for s in self.services},
+            "started_at": time.time(),
+        }
+        state_file(home).write_text(json.dumps(self.state, indent=2))
+        return self.state
+
+    def _deploy(self, env: dict[str, str], logs: Path) -> None:
+        result = subprocess.run(
+            [_bin("prefect"), "--no-prompt", "deploy", "--all"],
+            env=env, cwd=self.settings.project_dir, capture_output=True, text=True, timeout=300,
+        )
+        (logs / "prefect-deploy.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise PlatformError(f"applying prefect.yaml failed (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+    def _worker(self, env: dict[str, str], name: str, pool: str, queue: str, limit: int) -> None:
+        self.services.append(
+            start_service(
+                f"worker-{name}",
+                [_bin("prefect"), "worker", "start", "--pool", pool, "--work-queue", queue, "--type", "process",
+                 "--limit", str(limit), "--name", name, "--install-policy", "never"],
+                env, self.settings.home.resolve() / "logs", self.settings.project_dir,
+            )
+        )
+
+    def _serve(self, env: dict[str, str], port: int) -> str | None:
+        from tenantml.platform import serving_launcher
+
+        return serving_launcher.start(self, env, port)
+
+    def stop(self) -> None:
+        """Workers first (so no new run starts), then the servers; every process by pid."""
+        workers = [s for s in self.services if s.name.startswith("worker-")]
+        others = [s for s in self.services if not s.name.startswith("worker-")]
+        stop_services(workers)
+        stop_services(list(reversed(others)))
+        self.services.clear()
+        path = state_file(self.settings.home)
+        state = read_platform_state(self.settings.home)
+        if state and state.get("supervisor_pid") == os.getpid():
+            path.unlink(missing_ok=True)
+
+    def _refuse_if_running(self, home: Path) -> None:
+        state = read_platform_state(home)
+        if state is None:
+            return
+        pid = int(str(state.get("supervisor_pid", 0)))
+        if pid and psutil.pid_exists(pid) and pid != os.getpid():
+            raise PlatformError(f"a platform is already running on home {home} (pid {pid}): stop it first")
+        state_file(home).unlink(missing_ok=True)  # left by a platform that died
+
+
+async def _create_work_pools(api_url: str, settings: Settings) -> None:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    async with PrefectClient(api_url) as client:
+        for pool in (settings.prefect.master_pool, settings.prefect.training_pool):
+            await client.create_work_pool(
+                WorkPoolCreate(name=pool, type="process", base_job_template=template), overwrite=True
+            )
+        for queue in WORKER_CLASSES:
+            try:
+                await client.create_work_queue(name=queue, work_pool_name=settings.prefect.training_pool)
+            except ObjectAlreadyExists:
+                pass

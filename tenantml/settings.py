@@ -1,0 +1,150 @@
+"""Settings: one root class, nested sections, environment prefix ``TENANTML_``.
+
+Nested fields use a double underscore: ``TENANTML_TRAINING__HEARTBEAT_TIMEOUT_S=10``.
+Build them at an entrypoint with :func:`load_settings` and pass them down; never read them at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tenantml.errors import TenantmlError
+
+__all__ = [
+    "DatabaseSettings",
+    "InvalidSetting",
+    "MlflowSettings",
+    "PrefectSettings",
+    "ServingSettings",
+    "Settings",
+    "TrainingSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "TENANTML_"
+NESTED_DELIMITER = "__"
+
+
+class InvalidSetting(TenantmlError):
+    """A ``TENANTML_*`` variable has a value that cannot be used."""
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class DatabaseSettings(_Section):
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the training metadata database; "
+        "default: SQLite at $TENANTML_HOME/tenantml.db. PostgreSQL: postgresql+psycopg://...",
+    )
+
+
+class PrefectSettings(_Section):
+    api_url: str | None = Field(
+        default=None, description="Prefect API of an existing server; default: the embedded server's"
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded Prefect server (0: a free one)")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Database of the embedded Prefect server; default SQLite under $TENANTML_HOME/prefect. "
+        "PostgreSQL: postgresql+asyncpg://...",
+    )
+    worker_query_seconds: float = Field(
+        default=1.0, gt=0, description="How often process workers poll for runs (Prefect's default is 10 s)"
+    )
+    master_pool: str = Field(default="tenantml-master", description="Work pool of training masters")
+    training_pool: str = Field(default="tenantml-training", description="Work pool of training workers")
+    small_workers: int = Field(default=2, ge=0, description="Process workers started for the small class")
+    large_workers: int = Field(default=1, ge=0, description="Process workers started for the large class")
+    runs_per_worker: int = Field(default=1, ge=1, description="Trainings one worker runs at once")
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking server; default: the embedded server's"
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded MLflow server (0: a free one)")
+
+
+class TrainingSettings(_Section):
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="How often a worker sends a heartbeat")
+    heartbeat_timeout_s: float = Field(
+        default=5.0, gt=0, description="A worker silent this long is presumed lost and fenced off"
+    )
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long a started attempt may take to send its first heartbeat"
+    )
+    checkpoint_interval_s: float = Field(
+        default=5.0, gt=0, description="Longest time between two committed checkpoints"
+    )
+    attempt_budget: int = Field(
+        default=3, ge=0, description="Failovers allowed per request before it fails (user errors fail at once)"
+    )
+    watch_interval_s: float = Field(default=0.5, gt=0, description="How often the master checks its attempt")
+    checkpoint_retention: int = Field(
+        default=1, ge=0, description="Checkpoints kept per completed request (newest first)"
+    )
+    small_memory_limit_mb: int | None = Field(
+        default=None, gt=0, description="Address-space limit (RLIMIT_AS) of a small-class attempt; none if unset"
+    )
+
+
+class ServingSettings(_Section):
+    port: int = Field(default=0, ge=0, le=65535, description="Port of the inference service (0: a free one)")
+    model_cache_size: int = Field(default=16, ge=1, description="Tenant models held in memory at once")
+    max_body_bytes: int = Field(default=1_048_576, ge=1, description="Largest inference request body")
+    champion_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often the service checks whether a champion alias moved"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER, extra="forbid"
+    )
+
+    home: Path = Field(
+        default=Path(".tenantml"),
+        description="Databases, artifacts, datasets and logs of the embedded platform",
+    )
+    project_dir: Path = Field(
+        default=Path(__file__).resolve().parent.parent,
+        description="Where prefect.yaml and flows/ live; workers run flows from here",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="A tenant's API key: the CLI then acts as that tenant only"
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @property
+    def datasets_root(self) -> Path:
+        return self.home.resolve() / "datasets"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.home.resolve() / 'tenantml.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value raises :class:`InvalidSetting` naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            path = [str(part) for part in error["loc"]]
+            variable = ENV_PREFIX + NESTED_DELIMITER.join(path).upper()
+            problems.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
+        raise InvalidSetting("invalid settings: " + "; ".join(problems)) from err

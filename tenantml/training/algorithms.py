@@ -1,0 +1,483 @@
+"""Resumable, deterministic, incremental training algorithms.
+
+A training is cut into a fixed number of steps; ``Trainer.advance`` runs the next
+one, ``Trainer.state`` pickles everything needed to go on and ``Trainer.restore``
+takes it back. Restoring after any step and continuing gives the same model, bit
+for bit, as an uninterrupted run: every random choice comes from the ``seed``
+parameter and the step number, or lives in the pickled estimator. Trainers read
+no clock: the caller decides when to checkpoint. Bit-for-bit holds for one
+installation (numpy/scikit-learn builds, CPU kind); it does not depend on the
+number of threads.
+
+Linear and neural models come in a ``Pipeline`` after a ``StandardScaler``
+fitted on all rows, because gradient descent needs scaled features.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.metrics import mean_squared_error, r2_score
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tenantml.errors import InvalidDataset, InvalidParameter, UnknownAlgorithm
+from tenantml.training.dataset import TrainingData
+
+__all__ = [
+    "ALGORITHMS",
+    "HistGradientBoostingTrainer",
+    "MLPClassifierTrainer",
+    "Param",
+    "RandomForestTrainer",
+    "SGDClassifierTrainer",
+    "SGDRegressorTrainer",
+    "Trainer",
+    "trainer_for",
+    "validate_params",
+]
+
+EVALUATION_ROWS = 5000
+_CHECKPOINT_FORMAT = 1
+_MAX_SEED = 2**32 - 1
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one parameter: its type, default and allowed values.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``str`` or ``tuple`` (a tuple of
+    positive ints, written ``"64,32"`` on a command line). ``minimum`` is
+    inclusive unless ``exclusive``; ``nullable`` lets ``None`` (``"none"``) through.
+    """
+
+    kind: type
+    default: Any
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive: bool = False
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """Say in words what values are allowed."""
+        if self.choices:
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.kind is tuple:
+            return "comma-separated positive integers such as '64,32'"
+        text = {int: "an integer", float: "a number", bool: "true or false"}.get(self.kind, "a string")
+        if self.minimum is not None:
+            text += f" {'>' if self.exclusive else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" and <= {self.maximum:g}"
+        return text + (" or 'none'" if self.nullable else "")
+
+    def coerce(self, value: object) -> Any:
+        """Return ``value`` converted to this parameter's type; ValueError if it cannot be."""
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+            if self.nullable:
+                return None
+            raise ValueError("no value")
+        if self.kind is tuple:
+            parts = value.strip("()[] ").split(",") if isinstance(value, str) else value
+            parts = parts if isinstance(parts, list | tuple) else [parts]
+            result: Any = tuple(_convert(int, part) for part in parts)
+        else:
+            result = _convert(self.kind, value)
+        if self.choices and result not in self.choices or result == ():
+            raise ValueError("not an allowed value")
+        for number in result if isinstance(result, tuple) else (result,):
+            if self.minimum is not None and (number < self.minimum or self.exclusive and number == self.minimum):
+                raise ValueError("too small")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError("too large")
+        return result
+
+
+def _convert(kind: type, value: object) -> Any:
+    """Convert one scalar (possibly a command-line string) to ``kind``; ValueError if it cannot be."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if kind is bool:
+        if isinstance(value, bool | np.bool_) or (isinstance(value, Integral) and value in (0, 1)):
+            return bool(value)
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+    elif isinstance(value, bool | np.bool_):
+        pass  # True is not the number 1 here
+    elif kind is int and (isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())):
+        return int(value)
+    elif kind is int and text is not None:
+        return int(text)
+    elif kind is float and (isinstance(value, Real) or text is not None):
+        number = float(text if text is not None else value)  # type: ignore[arg-type]
+        if math.isfinite(number):
+            return number
+    elif kind is str and isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"not {kind.__name__}")
+
+
+def _check_params(algorithm: str, declared: Mapping[str, Param], params: Mapping[str, object]) -> dict[str, Any]:
+    """Coerce ``params`` against ``declared``, fill in defaults, raise InvalidParameter on error."""
+    allowed = ", ".join(sorted(declared))
+    result = {key: spec.default for key, spec in declared.items()}
+    for key, value in params.items():
+        spec = declared.get(key)
+        if spec is None:
+            raise InvalidParameter(f"{algorithm}: unknown parameter {key!r}; allowed parameters: {allowed}")
+        try:
+            result[key] = spec.coerce(value)
+        except (TypeError, ValueError) as err:
+            raise InvalidParameter(
+                f"{algorithm}: parameter {key!r} must be {spec.describe()}, got {value!r}"
+            ) from err
+    return result
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _evaluation_rows(n_rows: int) -> np.ndarray:
+    """A fixed, evenly spread subset of at most EVALUATION_ROWS row indices."""
+    count = min(n_rows, EVALUATION_ROWS)
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    return (np.arange(count, dtype=np.int64) * n_rows) // count
+
+
+class Trainer(ABC):
+    """One training run, advanced step by step and resumable from ``state()``."""
+
+    algorithm: ClassVar[str]
+    task: ClassVar[str]
+    PARAMS: ClassVar[Mapping[str, Param]]
+
+    def __init__(self, params: Mapping[str, object], data: TrainingData) -> None:
+        self.params = self.validate(params)
+        self.data = data
+        self.classes: np.ndarray | None = self._check_target(data)
+        self._completed = 0
+        self._evaluation = _evaluation_rows(data.n_rows)
+        self._estimator: BaseEstimator = self._build()
+
+    @classmethod
+    def validate(cls, params: Mapping[str, object]) -> dict[str, Any]:
+        """Return the complete, typed parameters, or raise InvalidParameter."""
+        return _check_params(cls.algorithm, cls.PARAMS, params)
+
+    @property
+    @abstractmethod
+    def total_steps(self) -> int:
+        """Number of steps of the whole training."""
+
+    @abstractmethod
+    def _build(self) -> BaseEstimator:
+        """Create the unfitted estimator."""
+
+    @abstractmethod
+    def _step(self, step: int) -> None:
+        """Run step number ``step`` on ``self._estimator``."""
+
+    @property
+    def completed_steps(self) -> int:
+        """Steps run so far (0 before the first ``advance``)."""
+        return self._completed
+
+    @property
+    def estimator(self) -> BaseEstimator:
+        """The estimator trained so far; available after the first step."""
+        if self._completed == 0:
+            raise RuntimeError(f"{self.algorithm}: no step has run yet; call advance() first")
+        return self._estimator
+
+    def advance(self) -> dict[str, float]:
+        """Run the next step and return metrics on a fixed subset of the training rows."""
+        if self._completed >= self.total_steps:
+            raise RuntimeError(f"{self.algorithm}: all {self.total_steps} steps are already done")
+        self._step(self._completed)
+        self._completed += 1
+        return self._metrics(self._evaluation)
+
+    def final_metrics(self) -> dict[str, float]:
+        """Metrics of the current estimator on all training rows."""
+        return self._metrics(np.arange(self.data.n_rows))
+
+    def state(self) -> bytes:
+        """Everything needed to resume, pickled (the checkpoint)."""
+        saved = {"format": _CHECKPOINT_FORMAT, "algorithm": self.algorithm, "params": self.params}
+        saved |= {"shape": self.data.features.shape, "classes": self.classes}
+        saved |= {"completed_steps": self._completed, "estimator": self._estimator}
+        return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Take back a ``state()`` of this algorithm, params and data shape; ValueError otherwise.
+
+        Only restore checkpoints this platform wrote: unpickling runs code.
+        """
+        try:
+            saved = pickle.loads(blob)
+        except Exception as err:
+            raise ValueError(f"{self.algorithm}: checkpoint cannot be read ({err}); start over") from err
+        if not isinstance(saved, dict) or saved.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.algorithm}: not a tenantml checkpoint (format {_CHECKPOINT_FORMAT})")
+        if saved["algorithm"] != self.algorithm:
+            raise ValueError(
+                f"checkpoint is of algorithm {saved['algorithm']!r}, not {self.algorithm!r}: "
+                "restore it with a trainer of the same algorithm"
+            )
+        if saved["params"] != self.params:
+            raise ValueError(f"{self.algorithm}: checkpoint params {saved['params']} differ from {self.params}")
+        if saved["shape"] != self.data.features.shape or not np.array_equal(saved["classes"], self.classes):
+            raise ValueError(f"{self.algorithm}: checkpoint was made on other data (shape {saved['shape']})")
+        self._completed = int(saved["completed_steps"])
+        self._estimator = saved["estimator"]
+
+    def _check_target(self, data: TrainingData) -> np.ndarray | None:
+        """Return the sorted classes (None for regression) or raise InvalidDataset."""
+        target, name = data.target, data.target_name
+        if self.task == "regression":
+            if target.dtype.kind not in "iuf":
+                raise InvalidDataset(
+                    f"{self.algorithm} predicts numbers but target {name!r} holds labels such as "
+                    f"{_plain(target[0])!r}: choose a classifier or a numeric target"
+                )
+            return None
+        if target.dtype.kind == "f" and not np.all(np.mod(target, 1) == 0):
+            example = _plain(target[np.mod(target, 1) != 0][0])
+            raise InvalidDataset(
+                f"{self.algorithm} predicts classes but target {name!r} has continuous values such as "
+                f"{example!r}: choose a regressor or round the target into classes"
+            )
+        classes = np.unique(target)
+        if len(classes) < 2:
+            raise InvalidDataset(
+                f"target {name!r} has the single class {_plain(classes[0])!r}: classification needs at least two"
+            )
+        return classes
+
+    def _metrics(self, rows: np.ndarray) -> dict[str, float]:
+        features, truth = self.data.features[rows], self.data.target[rows]
+        predicted = self.estimator.predict(features)
+        if self.task == "classification":
+            return {"accuracy": float(np.mean(predicted == truth))}
+        return {"r2": float(r2_score(truth, predicted)), "mse": float(mean_squared_error(truth, predicted))}
+
+
+class _MiniBatchTrainer(Trainer):
+    """Epochs of mini-batches fed to ``partial_fit``; row order per epoch from ``(seed, epoch)``."""
+
+    def __init__(self, params: Mapping[str, object], data: TrainingData) -> None:
+        super().__init__(params, data)
+        self._order_epoch = -1
+        self._order = np.empty(0, dtype=np.int64)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.data.n_rows / self.params["batch_size"])
+
+    @property
+    def total_steps(self) -> int:
+        return self.params["epochs"] * self.batches_per_epoch
+
+    @abstractmethod
+    def _model(self) -> BaseEstimator:
+        """The unfitted estimator that learns with ``partial_fit``."""
+
+    def _build(self) -> BaseEstimator:
+        scaler = StandardScaler().fit(self.data.features)
+        return Pipeline([("scale", scaler), ("model", self._model())])
+
+    def _rows(self, step: int) -> np.ndarray:
+        epoch, batch = divmod(step, self.batches_per_epoch)
+        if epoch != self._order_epoch:
+            seed = (self.params["seed"], epoch)
+            self._order = np.random.default_rng(seed).permutation(self.data.n_rows)
+            self._order_epoch = epoch
+        size = self.params["batch_size"]
+        return self._order[batch * size : (batch + 1) * size]
+
+    def _step(self, step: int) -> None:
+        rows = self._rows(step)
+        scaler, model = self._estimator[0], self._estimator[-1]
+        features = scaler.transform(self.data.features[rows])
+        self._partial_fit(model, features, self.data.target[rows], first=step == 0)
+
+    def _partial_fit(self, model: Any, features: np.ndarray, target: np.ndarray, first: bool) -> None:
+        extra = {"classes": self.classes} if self.task == "classification" and first else {}
+        model.partial_fit(features, target, **extra)
+
+
+_EPOCHS = Param(int, 5, minimum=1)
+_BATCH_SIZE = Param(int, 256, minimum=1)
+_SEED = Param(int, 0, minimum=0, maximum=_MAX_SEED)
+_MAX_DEPTH = Param(int, None, minimum=1, nullable=True)
+_TREES_PER_STEP = Param(int, 10, minimum=1)
+_SGD_SCHEDULES = ("optimal", "constant", "invscaling", "adaptive")
+_SGD_REGRESSION_LOSSES = ("squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive")
+_SGD_COMMON = {
+    "alpha": Param(float, 1e-4, minimum=0, exclusive=True),
+    "batch_size": _BATCH_SIZE,
+    "epochs": _EPOCHS,
+    "eta0": Param(float, 0.01, minimum=0, exclusive=True),
+    "fit_intercept": Param(bool, True),
+    "penalty": Param(str, "l2", choices=("l2", "l1", "elasticnet")),
+    "seed": _SEED,
+}
+
+
+class SGDClassifierTrainer(_MiniBatchTrainer):
+    """Linear classifier by stochastic gradient descent (``SGDClassifier``)."""
+
+    algorithm = "sgd_classifier"
+    task = "classification"
+    PARAMS = {
+        **_SGD_COMMON,
+        "learning_rate": Param(str, "optimal", choices=_SGD_SCHEDULES),
+        "loss": Param(str, "log_loss", choices=("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")),
+    }
+
+    def _model(self) -> BaseEstimator:
+        p = self.params
+        model = SGDClassifier if self.task == "classification" else SGDRegressor
+        return model(
+            loss=p["loss"], penalty=p["penalty"], alpha=p["alpha"], fit_intercept=p["fit_intercept"],
+            learning_rate=p["learning_rate"], eta0=p["eta0"], shuffle=False, random_state=p["seed"],
+        )  # fmt: skip
+
+
+class SGDRegressorTrainer(SGDClassifierTrainer):
+    """Linear regression by stochastic gradient descent (``SGDRegressor``)."""
+
+    algorithm = "sgd_regressor"
+    task = "regression"
+    PARAMS = {
+        **_SGD_COMMON,
+        "learning_rate": Param(str, "invscaling", choices=_SGD_SCHEDULES),
+        "loss": Param(str, "squared_error", choices=_SGD_REGRESSION_LOSSES),
+    }
+
+
+class MLPClassifierTrainer(_MiniBatchTrainer):
+    """Neural network classifier (``MLPClassifier``, Adam), one gradient step per mini-batch."""
+
+    algorithm = "mlp_classifier"
+    task = "classification"
+    PARAMS = {
+        "activation": Param(str, "relu", choices=("relu", "tanh", "logistic", "identity")),
+        "alpha": Param(float, 1e-4, minimum=0),
+        "batch_size": _BATCH_SIZE,
+        "epochs": Param(int, 10, minimum=1),
+        "hidden_layer_sizes": Param(tuple, (64,), minimum=1),
+        "learning_rate_init": Param(float, 1e-3, minimum=0, exclusive=True),
+        "seed": _SEED,
+    }
+
+    def _model(self) -> BaseEstimator:
+        p = self.params
+        return MLPClassifier(
+            hidden_layer_sizes=p["hidden_layer_sizes"], activation=p["activation"], solver="adam",
+            alpha=p["alpha"], learning_rate_init=p["learning_rate_init"], shuffle=False,
+            random_state=p["seed"],
+        )  # fmt: skip
+
+    def _partial_fit(self, model: Any, features: np.ndarray, target: np.ndarray, first: bool) -> None:
+        # One Adam update per step: the model's own batch is the whole mini-batch.
+        model.set_params(batch_size=len(features))
+        super()._partial_fit(model, features, target, first)
+
+
+class _GrowingEnsembleTrainer(Trainer):
+    """Warm-started ensembles: step k fits up to ``(k + 1) * trees_per_step`` trees."""
+
+    size_param: ClassVar[str]
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.params[self.size_param] / self.params["trees_per_step"])
+
+    def _step(self, step: int) -> None:
+        size = min((step + 1) * self.params["trees_per_step"], self.params[self.size_param])
+        self._estimator.set_params(**{self.size_param: size})
+        self._estimator.fit(self.data.features, self.data.target)
+
+
+class HistGradientBoostingTrainer(_GrowingEnsembleTrainer):
+    """Gradient boosted trees (``HistGradientBoostingClassifier``, warm start, no early stopping)."""
+
+    algorithm = "hist_gradient_boosting_classifier"
+    task = "classification"
+    size_param = "max_iter"
+    PARAMS = {
+        "learning_rate": Param(float, 0.1, minimum=0, exclusive=True),
+        "max_depth": _MAX_DEPTH,
+        "max_iter": Param(int, 100, minimum=1),
+        "seed": _SEED,
+        "trees_per_step": _TREES_PER_STEP,
+    }
+
+    def _build(self) -> BaseEstimator:
+        p = self.params
+        return HistGradientBoostingClassifier(
+            learning_rate=p["learning_rate"], max_depth=p["max_depth"], max_iter=p["trees_per_step"],
+            early_stopping=False, warm_start=True, random_state=p["seed"],
+        )  # fmt: skip
+
+
+class RandomForestTrainer(_GrowingEnsembleTrainer):
+    """Random forest (``RandomForestClassifier``, warm start, one job)."""
+
+    algorithm = "random_forest_classifier"
+    task = "classification"
+    size_param = "n_estimators"
+    PARAMS = {
+        "bootstrap": Param(bool, True),
+        "max_depth": _MAX_DEPTH,
+        "n_estimators": Param(int, 100, minimum=1),
+        "seed": _SEED,
+        "trees_per_step": _TREES_PER_STEP,
+    }
+
+    def _build(self) -> BaseEstimator:
+        p = self.params
+        return RandomForestClassifier(
+            n_estimators=p["trees_per_step"], max_depth=p["max_depth"], bootstrap=p["bootstrap"],
+            warm_start=True, n_jobs=1, random_state=p["seed"],
+        )  # fmt: skip
+
+
+_TRAINERS = (SGDClassifierTrainer, SGDRegressorTrainer, MLPClassifierTrainer)
+ALGORITHMS: dict[str, type[Trainer]] = {
+    trainer.algorithm: trainer for trainer in (*_TRAINERS, HistGradientBoostingTrainer, RandomForestTrainer)
+}
+
+
+def _trainer_class(algorithm: str) -> type[Trainer]:
+    try:
+        return ALGORITHMS[algorithm]
+    except KeyError:
+        raise UnknownAlgorithm(algorithm, list(ALGORITHMS)) from None
+
+
+def validate_params(algorithm: str, params: Mapping[str, object]) -> dict[str, Any]:
+    """Check the algorithm name and its params without data; return the complete, typed params."""
+    return _trainer_class(algorithm).validate(params)
+
+
+def trainer_for(algorithm: str, params: Mapping[str, object], data: TrainingData) -> Trainer:
+    """Create the trainer of ``algorithm``; UnknownAlgorithm, InvalidParameter or InvalidDataset on error."""
+    return _trainer_class(algorithm)(params, data)

@@ -1,0 +1,238 @@
+"""One attempt of a training request, as run by a stateless worker.
+
+The worker holds a UUID and a lease epoch. It loads the dataset and the last committed
+checkpoint, trains step by step, heartbeats from a thread, and commits a checkpoint at least every
+``checkpoint_interval_s``: upload first, then move the pointer with a fenced write. Every write
+carries the epoch; the first refused write (:class:`StaleEpoch`) stops the attempt and nothing
+more is written. Failures are classified so the master knows what to do next:
+
+- a user error (bad data or parameters) fails the request at once;
+- ``MemoryError`` is a resource failure: the next attempt runs on the large class;
+- a preemption (``preempt()``, e.g. on SIGTERM) commits a checkpoint and hands the work back;
+- anything else is a crash: the next attempt resumes on the same class.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tenantml.adapters.store import Store
+from tenantml.domain.request import AttemptEnd, Checkpoint, RequestStatus, TrainingRequest
+from tenantml.errors import InvalidRequest, StaleEpoch
+from tenantml.settings import TrainingSettings
+from tenantml.training.algorithms import Trainer, trainer_for
+from tenantml.training.dataset import TrainingData, prepare, read_table
+
+__all__ = ["AttemptOutcome", "Lease", "TrainingAttempt"]
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CheckpointStore(Protocol):
+    def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint: ...
+    def download_checkpoint(self, checkpoint: Checkpoint) -> bytes: ...
+    def mirror(self, run_id: str, **values: object) -> None: ...
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None: ...
+
+
+class ModelSink(Protocol):
+    def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str: ...
+    def register(self, tenant: str, model: str, model_uri: str, run_id: str, tags: dict[str, object]) -> str: ...
+    def versions_for_request(self, tenant: str, model: str, request_id: str) -> list[str]: ...
+    def version_tags(self, tenant: str, model: str, version: str) -> dict[str, str]: ...
+    def delete_version(self, tenant: str, model: str, version: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    request_id: str
+    worker_uuid: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    end: AttemptEnd | None  # None: fenced off, nothing more to say
+    reason: str | None = None
+    model_version: str | None = None
+    resume_step: int = 0
+    steps: int = 0
+
+
+class _Heartbeat(threading.Thread):
+    """Sends the heartbeat every interval; sets ``fenced`` on the first refused write."""
+
+    def __init__(self, store: Store, lease: Lease, interval_s: float) -> None:
+        super().__init__(name="tenantml-heartbeat", daemon=True)
+        self.store, self.lease, self.interval_s = store, lease, interval_s
+        self.step, self.total = 0, 0
+        self.fenced = threading.Event()
+        self._stop = threading.Event()
+
+    def beat(self) -> None:
+        try:
+            self.store.heartbeat(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, self.step, self.total, _now())
+        except StaleEpoch:
+            self.fenced.set()
+        except Exception:  # a passing database error: the next beat tries again
+            log.warning("heartbeat failed", exc_info=True)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s) and not self.fenced.is_set():
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class TrainingAttempt:
+    def __init__(
+        self,
+        lease: Lease,
+        store: Store,
+        checkpoints: CheckpointStore,
+        models: ModelSink,
+        settings: TrainingSettings,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.lease, self.store, self.checkpoints, self.models = lease, store, checkpoints, models
+        self.settings = settings
+        self.on_progress = on_progress or (lambda step, total: None)
+        self._preempted = threading.Event()
+
+    def preempt(self) -> None:
+        """Ask the attempt to commit a checkpoint and hand the work back (SIGTERM, spot reclaim)."""
+        self._preempted.set()
+
+    def run(self) -> AttemptOutcome:
+        lease = self.lease
+        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
+        request = self.store.get_request(lease.request_id)
+        heartbeat = _Heartbeat(self.store, lease, self.settings.heartbeat_interval_s)
+        heartbeat.beat()
+        heartbeat.start()
+        resume_step = 0
+        try:
+            data = prepare(read_table(request.spec.dataset), request.spec.target)
+            trainer = trainer_for(request.spec.algorithm, request.spec.params, data)
+            if request.checkpoint is not None:
+                trainer.restore(self.checkpoints.download_checkpoint(request.checkpoint))
+            resume_step = trainer.completed_steps
+            heartbeat.step, heartbeat.total = resume_step, trainer.total_steps
+            self._mirror(request, status=RequestStatus.RUNNING.value, resume_step=resume_step)
+            self._train(request, trainer, heartbeat)
+            version = self._register(request, trainer, data)
+            return AttemptOutcome(AttemptEnd.COMPLETED, model_version=version, resume_step=resume_step,
+                                  steps=trainer.total_steps)
+        except StaleEpoch:
+            log.warning("request %s: epoch %s was fenced off; stopping without further writes",
+                        lease.request_id, lease.epoch)
+            return AttemptOutcome(None, "fenced", resume_step=resume_step)
+        except _Preempted as preempted:
+            return self._report(AttemptEnd.PREEMPTED, f"preempted at step {preempted.step}", resume_step)
+        except InvalidRequest as err:
+            try:
+                self.store.finish(lease.request_id, lease.epoch, RequestStatus.FAILED, _now(), str(err), AttemptEnd.USER_ERROR)
+            except StaleEpoch:
+                return AttemptOutcome(None, "fenced", resume_step=resume_step)
+            return AttemptOutcome(AttemptEnd.USER_ERROR, str(err), resume_step=resume_step)
+        except MemoryError as err:
+            return self._report(AttemptEnd.RESOURCE_EXHAUSTED, f"out of memory: {err or 'MemoryError'}", resume_step)
+        except Exception as err:
+            return self._report(AttemptEnd.CRASHED, f"{type(err).__name__}: {err}", resume_step)
+        finally:
+            heartbeat.stop()
+
+    # -- steps ---------------------------------------------------------------------------
+    def _train(self, request: TrainingRequest, trainer: Trainer, heartbeat: _Heartbeat) -> None:
+        lease, total = self.lease, trainer.total_steps
+        interval = self.settings.checkpoint_interval_s
+        last_commit = time.monotonic()
+        metrics: dict[str, float] = {}
+        while trainer.completed_steps < total:
+            if heartbeat.fenced.is_set():
+                raise StaleEpoch(lease.request_id, lease.epoch)
+            if self._preempted.is_set():
+                self._commit(request, trainer, metrics)
+                raise _Preempted(trainer.completed_steps)
+            metrics = trainer.advance()
+            heartbeat.step = trainer.completed_steps
+            if time.monotonic() - last_commit >= interval:
+                self._commit(request, trainer, metrics)
+                last_commit = time.monotonic()
+            self.on_progress(trainer.completed_steps, total)
+        self._commit(request, trainer, metrics)
+
+    def _commit(self, request: TrainingRequest, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Upload the checkpoint, then move the pointer only if this epoch is still current."""
+        lease, step = self.lease, trainer.completed_steps
+        run_id = request.mlflow_run_id or ""
+        checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
+        self.store.commit_checkpoint(lease.request_id, lease.epoch, lease.worker_uuid, checkpoint, _now())
+        self.store.heartbeat(lease.request_id, lease.epoch, lease.worker_uuid, step, trainer.total_steps, _now())
+        self._mirror(request, step=step, checkpoint_step=step)
+        if metrics:
+            self.checkpoints.log_metrics(run_id, metrics, step)
+
+    def _register(self, request: TrainingRequest, trainer: Trainer, data: TrainingData) -> str:
+        """Register exactly one version per request, even if a stale worker also gets here."""
+        lease, spec = self.lease, request.spec
+        run_id = request.mlflow_run_id or ""
+        import pandas as pd
+
+        sample = pd.DataFrame(data.features[:5], columns=list(data.feature_names))
+        model_uri = self.models.log_model(run_id, trainer.estimator, sample, lease.epoch)
+        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
+        for earlier in self.models.versions_for_request(spec.tenant, spec.model, request.id):
+            if self.models.version_tags(spec.tenant, spec.model, earlier).get("tenantml.epoch") != str(lease.epoch):
+                self.models.delete_version(spec.tenant, spec.model, earlier)  # left by a replaced worker
+        metrics = trainer.final_metrics()
+        version = self.models.register(
+            spec.tenant,
+            spec.model,
+            model_uri,
+            run_id,
+            {
+                "request_id": request.id,
+                "epoch": str(lease.epoch),
+                "dataset_fingerprint": spec.dataset_fingerprint,
+                "algorithm": spec.algorithm,
+                "features": [[n, t] for n, t in zip(data.feature_names, data.feature_types, strict=True)],
+                **{f"metric.{k}": str(v) for k, v in metrics.items()},
+            },
+        )
+        try:
+            self.store.complete(lease.request_id, lease.epoch, lease.worker_uuid, version, metrics, _now())
+        except StaleEpoch:
+            self.models.delete_version(spec.tenant, spec.model, version)
+            raise
+        self._mirror(request, status=RequestStatus.COMPLETED.value, model_version=version)
+        return version
+
+    def _report(self, end: AttemptEnd, reason: str, resume_step: int) -> AttemptOutcome:
+        try:
+            self.store.report_attempt_end(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, end, reason, _now())
+        except StaleEpoch:
+            return AttemptOutcome(None, "fenced", resume_step=resume_step)
+        return AttemptOutcome(end, reason, resume_step=resume_step)
+
+    def _mirror(self, request: TrainingRequest, **values: object) -> None:
+        if request.mlflow_run_id:
+            lease = self.lease
+            self.checkpoints.mirror(request.mlflow_run_id, worker_uuid=lease.worker_uuid, epoch=lease.epoch, **values)
+
+
+class _Preempted(Exception):
+    def __init__(self, step: int) -> None:
+        super().__init__(f"preempted at step {step}")
+        self.step = step

@@ -1,0 +1,50 @@
+"""What the master does once a request has ended: promote, close the MLflow run, prune checkpoints.
+
+Idempotent, so that a restarted master can run it again safely.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tenantml.adapters.registry import Registry
+from tenantml.adapters.tracking import Tracking
+from tenantml.domain.promotion import should_promote
+from tenantml.domain.request import RequestStatus, TrainingRequest
+
+__all__ = ["Completion"]
+
+log = logging.getLogger(__name__)
+
+
+class Completion:
+    def __init__(self, tracking: Tracking, registry: Registry, checkpoint_retention: int) -> None:
+        self.tracking, self.registry, self.retention = tracking, registry, checkpoint_retention
+
+    def finalize(self, request: TrainingRequest) -> None:
+        run_id = request.mlflow_run_id
+        if request.status is RequestStatus.COMPLETED and request.model_version:
+            self.promote(request)
+        if run_id:
+            self.tracking.mirror(run_id, status=request.status.value, reason=request.reason or "")
+            if not self.tracking.run_is_terminated(run_id):
+                self.tracking.end_run(run_id, request.status.value)
+            if request.status is RequestStatus.COMPLETED:
+                self.tracking.prune_checkpoints(run_id, request.checkpoint, self.retention)
+
+    def promote(self, request: TrainingRequest) -> None:
+        tenant, model, version = request.tenant, request.model, request.model_version or ""
+        champion = self.registry.champion(tenant, model)
+        if champion is not None and int(champion) >= int(version):
+            return  # already served, or a newer request got there first
+        champion_metrics = None
+        if champion is not None:
+            tags = self.registry.version_tags(tenant, model, champion)
+            champion_metrics = {k.removeprefix("tenantml.metric."): float(v) for k, v in tags.items()
+                                if k.startswith("tenantml.metric.")}
+        promote, why = should_promote(request.spec.promotion, request.metrics, champion_metrics)
+        log.info("request %s, %s.%s v%s: %s", request.id, tenant, model, version, why)
+        if promote:
+            self.registry.set_champion(tenant, model, version)
+        if request.mlflow_run_id:
+            self.tracking.mirror(request.mlflow_run_id, promotion=why)

@@ -1,0 +1,158 @@
+"""The training master's watch over one request: dispatch, detect UUID events, fail over.
+
+Liveness is judged by observation, not by comparing clocks: the master notes when it last saw the
+heartbeat *change*, on its own monotonic clock. A worker on a host with a skewed clock is neither
+killed early nor kept late. Nothing lives only in memory: a restarted master rebuilds its view from
+the store and merely starts observing afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from tenantml.adapters.store import Store
+from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass, worker_class_after
+from tenantml.errors import StaleEpoch
+from tenantml.settings import TrainingSettings
+
+__all__ = ["Dispatcher", "RunState", "Supervisor", "UuidEvent"]
+
+log = logging.getLogger(__name__)
+
+
+class RunState(StrEnum):
+    WAITING = "waiting"  # scheduled or pending: no worker has it yet
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"  # failed, crashed or cancelled: the process is gone
+    UNKNOWN = "unknown"
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> str: ...
+    def run_state(self, flow_run_id: str) -> tuple[RunState, str]: ...
+    def cancel(self, flow_run_id: str) -> None: ...
+
+
+class Finalizer(Protocol):
+    def finalize(self, request: TrainingRequest) -> None: ...
+
+
+@dataclass(frozen=True)
+class UuidEvent:
+    end: AttemptEnd
+    reason: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        finalizer: Finalizer,
+        settings: TrainingSettings,
+        on_change: Callable[[TrainingRequest], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store, self.dispatcher, self.finalizer, self.settings = store, dispatcher, finalizer, settings
+        self.on_change = on_change or (lambda request: None)
+        self.clock, self.sleep = clock, sleep
+        self._seen: tuple[int, object, int] | None = None  # (epoch, heartbeat, step) last observed
+        self._seen_at = 0.0
+
+    def run(self, request_id: str, master_id: str) -> TrainingRequest:
+        """Watch the request until it ends (or another master takes it over)."""
+        self.store.claim_master(request_id, master_id, _now())
+        request = self.store.get_request(request_id)
+        if request.status.is_active:
+            attempt = request.current_attempt
+            if attempt is None:
+                self._start(request, None, None, WorkerClass.SMALL)
+            elif attempt.flow_run_id is None:  # a master died between opening the attempt and dispatching it
+                self._dispatch(request.id, attempt.worker_uuid, attempt.epoch, attempt.worker_class)
+            self.on_change(self.store.get_request(request_id))
+        while True:
+            request = self.store.get_request(request_id)
+            if request.status.is_terminal:
+                self.finalizer.finalize(request)
+                self.on_change(request)
+                return request
+            if not self.store.master_heartbeat(request_id, master_id, _now()):
+                log.warning("request %s was taken over by another master; this one stops", request_id)
+                return request
+            event = self.detect(request)
+            if event is not None:
+                self.fail_over(request, event)
+                self.on_change(self.store.get_request(request_id))
+            self.sleep(self.settings.watch_interval_s)
+
+    def detect(self, request: TrainingRequest) -> UuidEvent | None:
+        attempt = request.current_attempt
+        if attempt is None or attempt.flow_run_id is None:
+            return None
+        if attempt.end is not None:  # the worker said why it stopped
+            return UuidEvent(attempt.end, attempt.reason or attempt.end.value)
+        if request.move_requested:
+            return UuidEvent(AttemptEnd.MOVED, "moved by an operator")
+        state, message = self.dispatcher.run_state(attempt.flow_run_id)
+        if state in (RunState.FAILED, RunState.FINISHED):
+            fresh = self.store.get_request(request.id)  # the worker may have finished the request just now
+            if fresh.status.is_terminal or fresh.epoch != request.epoch:
+                return None
+            return UuidEvent(AttemptEnd.CRASHED, f"worker run {state.value}: {message}".rstrip(": "))
+        observed = (request.epoch, request.heartbeat_at, request.step)
+        now = self.clock()
+        if observed != self._seen:
+            self._seen, self._seen_at = observed, now
+            return None
+        if state is RunState.WAITING:
+            self._seen_at = now  # queued for a worker: not lost, just waiting for capacity
+            return None
+        silent = now - self._seen_at
+        limit = self.settings.heartbeat_timeout_s if request.heartbeat_at else self.settings.start_timeout_s
+        if silent > limit:
+            return UuidEvent(AttemptEnd.HEARTBEAT_LOST, f"no heartbeat for {silent:.1f} s (worker {attempt.worker_uuid})")
+        return None
+
+    def fail_over(self, request: TrainingRequest, event: UuidEvent) -> None:
+        """Clear the UUID, bump the epoch, mint a new UUID and start the next attempt."""
+        attempt = request.current_attempt
+        assert attempt is not None
+        used = request.failovers + (1 if event.end.is_failover else 0)
+        try:
+            if event.end is AttemptEnd.USER_ERROR or (event.end.is_failover and used > self.settings.attempt_budget):
+                reason = event.reason if event.end is AttemptEnd.USER_ERROR else (
+                    f"gave up after {len(request.attempts)} attempts ({used} failures); last: {event.reason}"
+                )
+                self.store.finish(request.id, request.epoch, RequestStatus.FAILED, _now(), reason, event.end)
+            else:
+                log.warning("request %s: UUID event %s (%s); resuming from step %s",
+                            request.id, event.end.value, event.reason,
+                            request.checkpoint.step if request.checkpoint else 0)
+                self._start(request, event.end, event.reason, worker_class_after(attempt.worker_class, event.end))
+        except StaleEpoch:
+            return  # somebody else (a worker finishing, another master) moved first
+        if attempt.flow_run_id:
+            self.dispatcher.cancel(attempt.flow_run_id)
+
+    def _start(self, request: TrainingRequest, end: AttemptEnd | None, reason: str | None, worker_class: WorkerClass) -> None:
+        worker_uuid = str(uuid.uuid4())
+        epoch = self.store.start_attempt(request.id, request.epoch, worker_uuid, worker_class, _now(), end, reason)
+        self._dispatch(request.id, worker_uuid, epoch, worker_class)
+
+    def _dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> None:
+        flow_run_id = self.dispatcher.dispatch(request_id, worker_uuid, epoch, worker_class)
+        self.store.set_attempt_flow_run(request_id, epoch, flow_run_id)
+        self._seen, self._seen_at = None, self.clock()
