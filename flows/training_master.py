@@ -24,7 +24,14 @@ from tenantml.training.submission import Decision, TrainingOrder, submit_trainin
 from tenantml.training.supervisor import Supervisor
 
 
-def _publish_attempts(request: TrainingRequest) -> None:
+def _publish(connection: Connection, request: TrainingRequest) -> None:
+    """Show the attempt history in the Prefect UI and mirror the current attempt into MLflow."""
+    attempt = request.current_attempt
+    if request.mlflow_run_id and attempt is not None:
+        connection.tracking.mirror(
+            request.mlflow_run_id, status=request.status.value, attempt=attempt.number,
+            worker_uuid=request.worker_uuid or "", epoch=request.epoch, worker_class=attempt.worker_class.value,
+        )
     create_table_artifact(
         table=attempt_rows(request),
         key=f"attempts-{request.id}",
@@ -68,7 +75,7 @@ def training_master(
         PrefectDispatcher(),
         Completion(connection.tracking, connection.registry, settings.training.checkpoint_retention),
         settings.training,
-        on_change=_publish_attempts,
+        on_change=lambda request: _publish(connection, request),
     )
     final = supervisor.run(request_id, master_id=str(flow_run.id))
     summary = {"request_id": final.id, "status": final.status.value, "model_version": final.model_version,

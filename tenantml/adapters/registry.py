@@ -61,8 +61,13 @@ class Registry:
         except MlflowException as err:
             if "already exists" not in str(err).lower() and getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
         version = self.client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags={f"tenantml.{k}": _tag(v) for k, v in tags.items()}
+            name,
+            source=model_uri,
+            run_id=run_id,
+            tags={f"tenantml.{k}": _tag(v) for k, v in tags.items()},
+            model_id=model_id,
         )
         return str(version.version)
 

@@ -340,16 +340,8 @@ _SGD_COMMON = {
 }
 
 
-class SGDClassifierTrainer(_MiniBatchTrainer):
-    """Linear classifier by stochastic gradient descent (``SGDClassifier``)."""
-
-    algorithm = "sgd_classifier"
-    task = "classification"
-    PARAMS = {
-        **_SGD_COMMON,
-        "learning_rate": Param(str, "optimal", choices=_SGD_SCHEDULES),
-        "loss": Param(str, "log_loss", choices=("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")),
-    }
+class _SGDTrainer(_MiniBatchTrainer):
+    """Linear models by stochastic gradient descent, one ``partial_fit`` per mini-batch."""
 
     def _model(self) -> BaseEstimator:
         p = self.params
@@ -360,7 +352,19 @@ class SGDClassifierTrainer(_MiniBatchTrainer):
         )  # fmt: skip
 
 
-class SGDRegressorTrainer(SGDClassifierTrainer):
+class SGDClassifierTrainer(_SGDTrainer):
+    """Linear classifier by stochastic gradient descent (``SGDClassifier``)."""
+
+    algorithm = "sgd_classifier"
+    task = "classification"
+    PARAMS = {
+        **_SGD_COMMON,
+        "learning_rate": Param(str, "optimal", choices=_SGD_SCHEDULES),
+        "loss": Param(str, "log_loss", choices=("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")),
+    }
+
+
+class SGDRegressorTrainer(_SGDTrainer):
     """Linear regression by stochastic gradient descent (``SGDRegressor``)."""
 
     algorithm = "sgd_regressor"
