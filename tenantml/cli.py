@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -157,10 +156,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     prefect_api = connection.prefect_api_url  # fail before admitting anything if the platform is down
     admission = submit_training(connection.store, connection.storage, order)
     if admission.decision is Decision.ACCEPTED:
-        os.environ["PREFECT_API_URL"] = prefect_api
         from tenantml.adapters.orchestration import submit_master
 
-        submit_master({"request_id": admission.request_id}, idempotency_key=f"master:{admission.request_id}")
+        submit_master({"request_id": admission.request_id}, f"master:{admission.request_id}", prefect_api)
     result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
                               "message": admission.message}
     if args.wait:

@@ -7,10 +7,12 @@ import time.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenantml.errors import TenantmlError
 
@@ -139,8 +141,21 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value raises :class:`InvalidSetting` naming it."""
+    # pydantic-settings ignores unknown top-level variables (extra="forbid" only reaches nested ones).
+    unknown = sorted(
+        name for name in os.environ
+        if name.upper().startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX):].partition(NESTED_DELIMITER)[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        known = ", ".join(ENV_PREFIX + field.upper() for field in Settings.model_fields)
+        raise InvalidSetting(f"unknown settings {', '.join(unknown)}: remove them; known: {known}")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as err:  # a section given as malformed JSON, e.g. TENANTML_TRAINING='{...'
+        field = re.search(r'field "([^"]+)"', str(err))
+        variable = ENV_PREFIX + (field.group(1).upper() if field else "*")
+        raise InvalidSetting(f"invalid settings: {variable}: {err}: give each value as {variable}__<NAME>") from err
     except ValidationError as err:
         problems = []
         for error in err.errors():

@@ -74,9 +74,16 @@ class PrefectDispatcher:
             log.warning("cannot cancel flow run %s: %s", flow_run_id, err)
 
 
-def submit_master(parameters: dict[str, Any], idempotency_key: str) -> str:
-    """Start a training-master run for an admitted request; returns the flow run id."""
-    run = run_deployment(
-        MASTER_DEPLOYMENT, parameters=parameters, timeout=0, idempotency_key=idempotency_key, as_subflow=False
-    )
+def submit_master(parameters: dict[str, Any], idempotency_key: str, api_url: str | None = None) -> str:
+    """Start a training-master run for an admitted request; returns the flow run id.
+
+    ``api_url`` names the Prefect API explicitly: Prefect reads its environment once, at import.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    updates = {PREFECT_API_URL: api_url} if api_url else {}
+    with temporary_settings(updates=updates):
+        run = run_deployment(
+            MASTER_DEPLOYMENT, parameters=parameters, timeout=0, idempotency_key=idempotency_key, as_subflow=False
+        )
     return str(run.id)

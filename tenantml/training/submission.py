@@ -77,6 +77,8 @@ def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, 
 
     if order.idempotency_key:
         earlier = store.by_idempotency_key(order.idempotency_key)
+        if earlier is not None and earlier.tenant != order.tenant:  # keys are global: never answer with theirs
+            raise InvalidRequest(f"idempotency key {order.idempotency_key!r} is already in use: choose another one")
         if earlier is not None:
             return Admission(earlier.id, Decision.DUPLICATE, f"idempotency key seen before: request {earlier.id}")
 

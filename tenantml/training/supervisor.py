@@ -79,7 +79,10 @@ class Supervisor:
         if request.status.is_active:
             attempt = request.current_attempt
             if attempt is None:
-                self._start(request, None, None, WorkerClass.SMALL)
+                try:
+                    self._start(request, None, None, WorkerClass.SMALL)
+                except StaleEpoch:  # another master opened the first attempt just now: watch it instead
+                    log.warning("request %s: another master started the first attempt", request_id)
             elif attempt.flow_run_id is None:  # a master died between opening the attempt and dispatching it
                 self._dispatch(request.id, attempt.worker_uuid, attempt.epoch, attempt.worker_class)
             self.on_change(self.store.get_request(request_id))
@@ -111,6 +114,9 @@ class Supervisor:
             fresh = self.store.get_request(request.id)  # the worker may have finished the request just now
             if fresh.status.is_terminal or fresh.epoch != request.epoch:
                 return None
+            reported = fresh.current_attempt
+            if reported is not None and reported.end is not None:  # ... or said why just before its run ended
+                return UuidEvent(reported.end, reported.reason or reported.end.value)
             return UuidEvent(AttemptEnd.CRASHED, f"worker run {state.value}: {message}".rstrip(": "))
         observed = (request.epoch, request.heartbeat_at, request.step)
         now = self.clock()
@@ -130,7 +136,9 @@ class Supervisor:
         """Clear the UUID, bump the epoch, mint a new UUID and start the next attempt."""
         attempt = request.current_attempt
         assert attempt is not None
-        used = request.failovers + (1 if event.end.is_failover else 0)
+        # The current attempt counts once, by this event, even if its worker already reported the same end.
+        earlier = sum(1 for a in request.attempts[:-1] if a.end is not None and a.end.is_failover)
+        used = earlier + (1 if event.end.is_failover else 0)
         try:
             if event.end is AttemptEnd.USER_ERROR or (event.end.is_failover and used > self.settings.attempt_budget):
                 reason = event.reason if event.end is AttemptEnd.USER_ERROR else (

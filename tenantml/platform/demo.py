@@ -1,0 +1,116 @@
+"""`make demo`: the whole platform on its embedded defaults, in a temporary home.
+
+Starts Prefect, MLflow and the process workers; creates two tenants with a dataset each; submits a
+training for each through the training master; shows progress; prints what was registered; and
+stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tenantml.domain.tenant import hash_api_key, new_api_key
+from tenantml.platform.connection import Connection
+from tenantml.platform.embedded import EmbeddedPlatform
+from tenantml.settings import load_settings
+
+DEMO_TRAININGS = (
+    # tenant, model, algorithm, rows, seed
+    ("acme", "churn", "sgd_classifier", 20_000, 7),
+    ("globex", "fraud", "hist_gradient_boosting_classifier", 10_000, 11),
+)
+
+
+def write_dataset(path: Path, rows: int, seed: int) -> None:
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    features, labels = make_classification(n_samples=rows, n_features=10, n_informative=6, random_state=seed)
+    frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
+    frame["label"] = labels
+    frame.to_csv(path, index=False)
+
+
+def main() -> int:
+    home = Path(os.environ.get("TENANTML_HOME") or tempfile.mkdtemp(prefix="tenantml-demo-"))
+    settings = load_settings(home=home)
+    platform = EmbeddedPlatform(settings)
+    started = time.monotonic()
+    print(f"tenantml demo: starting the embedded platform in {home} ...", flush=True)
+    try:
+        state = platform.start(serve_inference=False)
+        print(f"  up in {time.monotonic() - started:.1f} s. Prefect UI {state['prefect_ui_url']}  "
+              f"MLflow UI {state['mlflow_tracking_uri']}", flush=True)
+        settings = load_settings(home=home, mlflow={"tracking_uri": state["mlflow_tracking_uri"]})
+        connection = Connection(settings)
+        request_ids = submit_all(connection, home, str(state["prefect_api_url"]))
+        finished = wait_all(connection, request_ids)
+        print_summary(connection, finished)
+        failed = [r for r in finished if r.status.value != "completed"]
+        return 1 if failed else 0
+    finally:
+        platform.stop()
+        print(f"demo finished in {time.monotonic() - started:.1f} s; platform stopped.", flush=True)
+
+
+def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> list[str]:
+    from tenantml.adapters.orchestration import submit_master
+    from tenantml.training.submission import TrainingOrder, submit_training
+
+    ids = []
+    for tenant, model, algorithm, rows, seed in DEMO_TRAININGS:
+        if not connection.store.tenant_exists(tenant):
+            connection.store.add_tenant(tenant, hash_api_key(new_api_key()), datetime.now(UTC))
+        source = home / f"{tenant}-{model}.csv"
+        write_dataset(source, rows, seed)
+        connection.storage.add(tenant, source, f"{model}.csv")
+        admission = submit_training(
+            connection.store, connection.storage,
+            TrainingOrder(tenant, model, f"{model}.csv", "label", algorithm, {}, force=True),
+        )
+        submit_master({"request_id": admission.request_id}, f"master:{admission.request_id}", prefect_api_url)
+        print(f"  submitted {tenant}/{model} ({algorithm}): request {admission.request_id}", flush=True)
+        ids.append(admission.request_id)
+    return ids
+
+
+def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 480):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    last_line = ""
+    while True:
+        requests = [connection.store.get_request(i) for i in request_ids]
+        line = "  " + " | ".join(
+            f"{r.tenant}/{r.model}: {r.status.value} {r.step}/{r.total_steps or '?'}" for r in requests
+        )
+        if line != last_line:
+            print(line, flush=True)
+            last_line = line
+        if all(r.status.is_terminal for r in requests):
+            return requests
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"demo trainings did not finish within {timeout_s:.0f} s")
+        time.sleep(1.0)
+
+
+def print_summary(connection, requests) -> None:  # type: ignore[no-untyped-def]
+    registry = connection.registry
+    print("\n  tenant  model  status     version  champion  metric               duration  attempts")
+    for r in requests:
+        champion = registry.champion(r.tenant, r.model) if r.model_version else None
+        metric = next(iter(sorted(r.metrics.items())), ("-", float("nan")))
+        duration = (r.finished_at - r.created_at).total_seconds() if r.finished_at else float("nan")
+        print(f"  {r.tenant:<7} {r.model:<6} {r.status.value:<10} {r.model_version or '-':<8} "
+              f"{champion or '-':<9} {metric[0]}={metric[1]:.4f}".ljust(80)
+              + f"{duration:6.1f} s  {len(r.attempts)}")
+        if r.reason:
+            print(f"    reason: {r.reason}")
+    print("  registered models: " + ", ".join(f"{r.tenant}.{r.model}@champion" for r in requests if r.model_version))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

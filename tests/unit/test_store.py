@@ -1,0 +1,283 @@
+"""The training metadata store on a real SQLite file: fenced writes, compare-and-set failover, scoping."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from tenantml.adapters.database import create_database
+from tenantml.adapters.store import Store, TenantExists
+from tenantml.domain.request import (
+    AttemptEnd,
+    Checkpoint,
+    RequestStatus,
+    TrainingRequest,
+    TrainingSpec,
+    WorkerClass,
+)
+from tenantml.domain.tenant import hash_api_key, new_api_key
+from tenantml.errors import InvalidRequest, NotFound, StaleEpoch
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def new_request(tenant: str, model: str = "churn", key: str | None = None, created: float = 0) -> TrainingRequest:
+    spec = TrainingSpec(tenant, model, f"/data/{tenant}/d.csv", "y", "sgd_classifier", {"epochs": 2}, "f" * 64)
+    return TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, at(created), at(created), idempotency_key=key)
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    engine = create_database(sqlite_url)
+    yield Store(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def tenant(store: Store, tenant_name: str) -> str:
+    store.add_tenant(tenant_name, hash_api_key(new_api_key()), T0)
+    return tenant_name
+
+
+def add(store: Store, tenant: str, model: str = "churn", key: str | None = None, created: float = 0) -> str:
+    request = new_request(tenant, model, key, created)
+    store.add_request(request)
+    return request.id
+
+
+WORKER_A, WORKER_B = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
+
+
+@pytest.fixture
+def replaced(store: Store, tenant: str) -> str:
+    """A request whose first worker (A, epoch 1) trained to step 7, committed step 5, and was replaced by B."""
+    request_id = add(store, tenant)
+    assert store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1)) == 1
+    store.heartbeat(request_id, 1, WORKER_A, 7, 20, at(2))
+    store.commit_checkpoint(request_id, 1, WORKER_A, Checkpoint("file:///ck/5", 5, "c" * 64), at(3))
+    assert store.start_attempt(request_id, 1, WORKER_B, WorkerClass.SMALL, at(4), AttemptEnd.CRASHED, "boom") == 2
+    return request_id
+
+
+STALE_WRITES: dict[str, Callable[[Store, str], None]] = {
+    "heartbeat": lambda s, r: s.heartbeat(r, 1, WORKER_A, 9, 20, at(10)),
+    "commit_checkpoint": lambda s, r: s.commit_checkpoint(r, 1, WORKER_A, Checkpoint("file:///ck/9", 9, "d" * 64), at(10)),
+    "complete": lambda s, r: s.complete(r, 1, WORKER_A, "7", {"accuracy": 0.9}, at(10)),
+    "report_attempt_end": lambda s, r: s.report_attempt_end(r, 1, WORKER_A, AttemptEnd.RESOURCE_EXHAUSTED, "oom", at(10)),
+}
+
+
+@pytest.mark.parametrize("write", list(STALE_WRITES))
+def test_stale_epoch_write_raises_and_changes_nothing(store: Store, replaced: str, write: str) -> None:
+    before = store.get_request(replaced)
+    with pytest.raises(StaleEpoch, match="epoch 1 has been fenced off") as caught:
+        STALE_WRITES[write](store, replaced)
+    assert (caught.value.request_id, caught.value.epoch) == (replaced, 1)
+    assert store.get_request(replaced) == before
+
+
+def test_write_with_current_epoch_but_another_uuid_is_refused(store: Store, replaced: str) -> None:
+    before = store.get_request(replaced)
+    with pytest.raises(StaleEpoch):
+        store.heartbeat(replaced, 2, WORKER_A, 9, 20, at(10))
+    with pytest.raises(StaleEpoch):
+        store.check_current(replaced, 2, WORKER_A)
+    assert store.get_request(replaced) == before
+
+
+def test_current_worker_writes_are_accepted(store: Store, replaced: str) -> None:
+    store.check_current(replaced, 2, WORKER_B)
+    store.heartbeat(replaced, 2, WORKER_B, 8, 20, at(10))
+    store.commit_checkpoint(replaced, 2, WORKER_B, Checkpoint("file:///ck/8", 8, "e" * 64), at(11))
+    request = store.get_request(replaced)
+    assert (request.step, request.total_steps, request.heartbeat_at) == (8, 20, at(11))
+    assert request.checkpoint == Checkpoint("file:///ck/8", 8, "e" * 64)
+
+
+def test_start_attempt_is_a_compare_and_set_on_the_epoch(store: Store, replaced: str) -> None:
+    before = store.get_request(replaced)
+    with pytest.raises(StaleEpoch):
+        store.start_attempt(replaced, 1, str(uuid.uuid4()), WorkerClass.LARGE, at(10), AttemptEnd.CRASHED, "late")
+    assert store.get_request(replaced) == before
+
+
+def test_concurrent_failovers_from_the_same_epoch_have_exactly_one_winner(store: Store, tenant: str) -> None:
+    request_id = add(store, tenant)
+    store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    contenders = [str(uuid.uuid4()) for _ in range(6)]
+    barrier = threading.Barrier(len(contenders))
+    outcomes: dict[str, object] = {}
+
+    def fail_over(worker_uuid: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[worker_uuid] = store.start_attempt(
+                request_id, 1, worker_uuid, WorkerClass.SMALL, at(5), AttemptEnd.HEARTBEAT_LOST, "silent"
+            )
+        except Exception as err:  # collected and asserted below
+            outcomes[worker_uuid] = err
+
+    threads = [threading.Thread(target=fail_over, args=(worker,)) for worker in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winners = [worker for worker, outcome in outcomes.items() if outcome == 2]
+    losers = [outcome for outcome in outcomes.values() if isinstance(outcome, StaleEpoch)]
+    assert len(winners) == 1 and len(losers) == len(contenders) - 1, outcomes
+    request = store.get_request(request_id)
+    assert (request.epoch, request.worker_uuid) == (2, winners[0])
+    assert [(a.number, a.epoch, a.worker_uuid) for a in request.attempts] == [(1, 1, WORKER_A), (2, 2, winners[0])]
+
+
+def test_finish_fences_the_worker_and_closes_its_attempt(store: Store, tenant: str) -> None:
+    request_id = add(store, tenant)
+    store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    store.heartbeat(request_id, 1, WORKER_A, 3, 10, at(2))
+    store.finish(request_id, 1, RequestStatus.FAILED, at(3), "gave up", AttemptEnd.CRASHED)
+    request = store.get_request(request_id)
+    assert (request.status, request.reason, request.worker_uuid, request.finished_at) == (
+        RequestStatus.FAILED, "gave up", None, at(3)
+    )
+    assert request.epoch == 2
+    attempt = request.attempts[0]
+    assert (attempt.end, attempt.reason, attempt.ended_at, attempt.end_step) == (AttemptEnd.CRASHED, "gave up", at(3), 3)
+    for write in STALE_WRITES.values():
+        with pytest.raises(StaleEpoch):
+            write(store, request_id)
+    with pytest.raises(StaleEpoch):  # a terminal request cannot be finished or resumed again
+        store.finish(request_id, 2, RequestStatus.CANCELLED, at(4))
+    with pytest.raises(StaleEpoch):
+        store.start_attempt(request_id, 2, WORKER_B, WorkerClass.SMALL, at(4))
+    assert store.get_request(request_id) == request
+
+
+def test_attempts_history_records_numbers_epochs_ends_and_steps(store: Store, replaced: str) -> None:
+    request = store.get_request(replaced)
+    assert request.status is RequestStatus.RESUMING
+    assert (request.worker_uuid, request.heartbeat_at, request.epoch) == (WORKER_B, None, 2)
+    first, second = request.attempts
+    assert (first.number, first.epoch, first.worker_uuid, first.worker_class) == (1, 1, WORKER_A, WorkerClass.SMALL)
+    assert (first.started_at, first.ended_at, first.end, first.reason) == (at(1), at(4), AttemptEnd.CRASHED, "boom")
+    assert (first.resume_step, first.end_step) == (0, 7)
+    assert (second.number, second.epoch, second.worker_uuid, second.started_at) == (2, 2, WORKER_B, at(4))
+    assert (second.ended_at, second.end, second.resume_step) == (None, None, 5)
+    assert request.steps_redone(second) == 2
+
+    store.set_attempt_flow_run(replaced, 2, "flow-run-2")
+    store.report_attempt_end(replaced, 2, WORKER_B, AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", at(5))
+    reported = store.get_request(replaced).attempts[1]
+    assert (reported.flow_run_id, reported.end, reported.reason, reported.ended_at) == (
+        "flow-run-2", AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", None
+    )
+    store.start_attempt(replaced, 2, WORKER_A, WorkerClass.LARGE, at(6), AttemptEnd.CRASHED, "run crashed")
+    store.heartbeat(replaced, 3, WORKER_A, 20, 20, at(7))
+    store.complete(replaced, 3, WORKER_A, "4", {"accuracy": 0.75}, at(8))
+
+    done = store.get_request(replaced)
+    assert (done.status, done.model_version, done.metrics, done.worker_uuid, done.finished_at) == (
+        RequestStatus.COMPLETED, "4", {"accuracy": 0.75}, None, at(8)
+    )
+    ends = [(a.number, a.end, a.reason, a.worker_class, a.resume_step, a.end_step) for a in done.attempts]
+    assert ends == [
+        (1, AttemptEnd.CRASHED, "boom", WorkerClass.SMALL, 0, 7),
+        (2, AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", WorkerClass.SMALL, 5, 7),  # the worker's reason is kept
+        (3, AttemptEnd.COMPLETED, None, WorkerClass.LARGE, 5, 20),
+    ]
+    assert done.failovers == 2
+
+
+def test_one_active_training_per_tenant_and_model(store: Store, tenant: str, tenant_name: str) -> None:
+    first = add(store, tenant, "churn")
+    with pytest.raises(IntegrityError):
+        add(store, tenant, "churn", created=1)
+    add(store, tenant, "other-model")
+    other_tenant = tenant_name + "-b"
+    store.add_tenant(other_tenant, hash_api_key(new_api_key()), T0)
+    add(store, other_tenant, "churn")
+
+    store.start_attempt(first, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    with pytest.raises(IntegrityError):  # running counts as active too
+        add(store, tenant, "churn", created=2)
+    store.finish(first, 1, RequestStatus.CANCELLED, at(3))
+    second = add(store, tenant, "churn", created=4)
+    assert store.active_request(tenant, "churn").id == second  # type: ignore[union-attr]
+    terminal = new_request(tenant, "churn")
+    terminal.status = RequestStatus.SKIPPED
+    store.add_request(terminal)  # terminal records are never limited
+
+
+def test_tenant_is_found_by_its_key_digest(store: Store, tenant_name: str) -> None:
+    key = new_api_key()
+    store.add_tenant(tenant_name, hash_api_key(key), T0)
+    assert store.tenant_for_key(hash_api_key(key)) == tenant_name
+    assert store.tenant_for_key(hash_api_key(new_api_key())) is None
+    assert store.tenant_exists(tenant_name) and not store.tenant_exists(tenant_name + "x")
+    with pytest.raises(TenantExists, match=tenant_name):
+        store.add_tenant(tenant_name, hash_api_key(new_api_key()), T0)
+    assert store.list_tenants() == [tenant_name]
+
+
+def test_reads_are_scoped_by_tenant(store: Store, tenant: str, tenant_name: str) -> None:
+    other = tenant_name + "-b"
+    store.add_tenant(other, hash_api_key(new_api_key()), T0)
+    mine = [add(store, tenant, "churn", created=1), add(store, tenant, "fraud", created=2)]
+    theirs = add(store, other, "churn", created=3)
+
+    assert [r.id for r in store.list_requests(tenant=tenant)] == mine[::-1]  # newest first
+    assert [r.id for r in store.list_requests(tenant=other)] == [theirs]
+    assert {r.id for r in store.list_requests()} == {*mine, theirs}  # operator view
+    assert store.get_request(mine[0], tenant=tenant).id == mine[0]
+    with pytest.raises(NotFound, match=theirs):
+        store.get_request(theirs, tenant=tenant)
+    with pytest.raises(NotFound):
+        store.get_request(str(uuid.uuid4()))
+    assert store.get_request(theirs).tenant == other
+    assert store.active_request(other, "churn").id == theirs  # type: ignore[union-attr]
+    assert store.active_request(tenant, "churn").id == mine[0]  # type: ignore[union-attr]
+
+
+def test_datetimes_come_back_timezone_aware(store: Store, replaced: str) -> None:
+    store.heartbeat(replaced, 2, WORKER_B, 8, 20, at(10))
+    store.claim_master(replaced, "master-1", at(11))
+    store.finish(replaced, 2, RequestStatus.CANCELLED, at(12), "cancelled", AttemptEnd.CANCELLED)
+    request = store.get_request(replaced)
+    stamps = [request.created_at, request.updated_at, request.finished_at, request.master_heartbeat_at]
+    stamps += [stamp for a in request.attempts for stamp in (a.started_at, a.ended_at)]
+    assert all(stamp is not None and stamp.utcoffset() == timedelta(0) for stamp in stamps), stamps
+    assert request.finished_at == at(12) and request.master_heartbeat_at == at(11)
+
+
+def test_master_claim_replaces_the_previous_master(store: Store, tenant: str) -> None:
+    request_id = add(store, tenant)
+    store.claim_master(request_id, "master-1", at(1))
+    assert store.master_heartbeat(request_id, "master-1", at(2))
+    store.claim_master(request_id, "master-2", at(3))
+    assert not store.master_heartbeat(request_id, "master-1", at(4))
+    assert store.master_heartbeat(request_id, "master-2", at(4))
+
+
+def test_only_a_running_training_can_be_moved(store: Store, tenant: str) -> None:
+    request_id = add(store, tenant)
+    with pytest.raises(InvalidRequest, match="not training"):
+        store.request_move(request_id, at(1))
+    store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    store.request_move(request_id, at(2))
+    assert store.get_request(request_id).move_requested
+    store.start_attempt(request_id, 1, WORKER_B, WorkerClass.SMALL, at(3), AttemptEnd.MOVED, "moved")
+    assert not store.get_request(request_id).move_requested
+
+
+def test_request_is_found_by_idempotency_key(store: Store, tenant: str) -> None:
+    request_id = add(store, tenant, key="order-17")
+    assert store.by_idempotency_key("order-17").id == request_id  # type: ignore[union-attr]
+    assert store.by_idempotency_key("order-18") is None

@@ -1,0 +1,187 @@
+"""Submitting a training request: validation that writes nothing, and admission (claim 2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from tenantml.adapters.database import create_database, requests
+from tenantml.adapters.store import Store
+from tenantml.domain.request import RequestStatus, WorkerClass
+from tenantml.domain.tenant import hash_api_key, new_api_key
+from tenantml.errors import (
+    DatasetNotFound,
+    DatasetOutsideTenant,
+    InvalidDataset,
+    InvalidParameter,
+    InvalidRequest,
+    UnknownAlgorithm,
+    UnknownTenant,
+)
+from tenantml.storage import TenantStorage
+from tenantml.training.submission import Decision, TrainingOrder, submit_training
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+CSV = "x1,x2,label\n1.0,2.0,a\n3.0,4.0,b\n5.0,6.0,a\n"
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = create_database(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine, tenant_name: str) -> Store:
+    store = Store(engine)
+    store.add_tenant(tenant_name, hash_api_key(new_api_key()), NOW)
+    return store
+
+
+@pytest.fixture
+def storage(tmp_path: Path, tenant_name: str) -> TenantStorage:
+    storage = TenantStorage(tmp_path / "datasets")
+    storage.prefix(tenant_name).mkdir(parents=True)
+    (storage.prefix(tenant_name) / "data.csv").write_text(CSV)
+    return storage
+
+
+@pytest.fixture
+def order(tenant_name: str) -> TrainingOrder:
+    return TrainingOrder(tenant_name, "churn", "data.csv", "label", "sgd_classifier", {"epochs": "2"})
+
+
+def request_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(requests)).scalar_one())
+
+
+def complete(store: Store, request_id: str, version: str = "1") -> None:
+    worker = str(uuid.uuid4())
+    epoch = store.start_attempt(request_id, 0, worker, WorkerClass.SMALL, NOW)
+    store.complete(request_id, epoch, worker, version, {"accuracy": 1.0}, NOW)
+
+
+def test_accepted_request_is_pending_with_the_resolved_dataset_and_complete_params(
+    store: Store, storage: TenantStorage, order: TrainingOrder, tenant_name: str
+) -> None:
+    admission = submit_training(store, storage, order, NOW)
+    assert admission.decision is Decision.ACCEPTED and admission.request_id in admission.message
+    request = store.get_request(admission.request_id, tenant=tenant_name)
+    assert request.status is RequestStatus.PENDING
+    assert request.spec.dataset == str(storage.prefix(tenant_name) / "data.csv")
+    assert request.spec.params["epochs"] == 2 and "alpha" in request.spec.params  # typed, defaults filled in
+    assert len(request.spec.dataset_fingerprint) == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "named"),
+    [
+        ({"tenant": "nobody"}, UnknownTenant, "nobody"),
+        ({"model": "bad/name"}, InvalidRequest, "bad/name"),
+        ({"algorithm": "magic_forest"}, UnknownAlgorithm, "magic_forest"),
+        ({"params": {"epochs": "many"}}, InvalidParameter, "many"),
+        ({"params": {"no_such_knob": 1}}, InvalidParameter, "no_such_knob"),
+        ({"promotion": "sometimes"}, InvalidRequest, "sometimes"),
+        ({"dataset": "../other-tenant/x.csv"}, DatasetOutsideTenant, "../other-tenant/x.csv"),
+        ({"dataset": "missing.csv"}, DatasetNotFound, "missing.csv"),
+        ({"dataset": "s3://bucket/other/x.csv"}, DatasetOutsideTenant, "s3://bucket/other/x.csv"),
+        ({"target": "churned"}, InvalidDataset, "churned"),
+    ],
+)
+def test_invalid_order_raises_naming_the_value_and_writes_nothing(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine,
+    change: dict[str, object], error: type[Exception], named: str,
+) -> None:
+    other = storage.root / "other-tenant"
+    other.mkdir(parents=True)
+    (other / "x.csv").write_text(CSV)  # it exists, but it is not this tenant's
+    with pytest.raises(error) as caught:
+        submit_training(store, storage, replace(order, **change), NOW)  # type: ignore[arg-type]
+    assert named in str(caught.value)
+    assert request_count(engine) == 0
+
+
+def test_absolute_path_outside_the_tenant_prefix_is_refused(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tmp_path: Path, tenant_name: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text(CSV)
+    sibling = storage.root / (tenant_name + "x") / "data.csv"  # a prefix that merely starts the same
+    sibling.parent.mkdir(parents=True)
+    sibling.write_text(CSV)
+    for dataset in (str(elsewhere), f"file://{elsewhere}", str(sibling)):
+        with pytest.raises(DatasetOutsideTenant, match=dataset):
+            submit_training(store, storage, replace(order, dataset=dataset), NOW)
+    assert request_count(engine) == 0
+
+
+def test_duplicate_while_active_returns_the_existing_request(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine
+) -> None:
+    first = submit_training(store, storage, order, NOW)
+    again = submit_training(store, storage, replace(order, params={"epochs": 9}), NOW)
+    assert (again.decision, again.request_id) == (Decision.DUPLICATE, first.request_id)
+    assert "already training" in again.message
+    assert request_count(engine) == 1
+
+
+def test_unchanged_data_and_params_after_completion_are_skipped_unless_forced(
+    store: Store, storage: TenantStorage, order: TrainingOrder, tenant_name: str
+) -> None:
+    first = submit_training(store, storage, order, NOW)
+    complete(store, first.request_id, version="3")
+
+    same = replace(order, params={"epochs": 2, "alpha": "0.0001"})  # explicit defaults are the same params
+    skipped = submit_training(store, storage, same, NOW)
+    assert skipped.decision is Decision.UP_TO_DATE and "up to date" in skipped.message
+    record = store.get_request(skipped.request_id)
+    assert (record.status, record.model_version) == (RequestStatus.SKIPPED, "3")
+    assert store.active_request(tenant_name, "churn") is None
+
+    forced = submit_training(store, storage, replace(order, force=True), NOW)
+    assert forced.decision is Decision.ACCEPTED
+    assert store.get_request(forced.request_id).force
+
+
+def test_changed_data_or_params_after_completion_are_trained(
+    store: Store, storage: TenantStorage, order: TrainingOrder, tenant_name: str
+) -> None:
+    complete(store, submit_training(store, storage, order, NOW).request_id)
+    changed_params = submit_training(store, storage, replace(order, params={"epochs": 3}), NOW)
+    assert changed_params.decision is Decision.ACCEPTED
+    complete(store, changed_params.request_id)
+    (storage.prefix(tenant_name) / "data.csv").write_text(CSV + "7.0,8.0,b\n")
+    changed_data = submit_training(store, storage, replace(order, params={"epochs": 3}), NOW)
+    assert changed_data.decision is Decision.ACCEPTED
+
+
+def test_idempotency_key_returns_the_same_request(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine
+) -> None:
+    keyed = replace(order, idempotency_key="order-17")
+    first = submit_training(store, storage, keyed, NOW)
+    complete(store, first.request_id)
+    again = submit_training(store, storage, keyed, NOW)
+    assert (again.decision, again.request_id) == (Decision.DUPLICATE, first.request_id)
+    assert request_count(engine) == 1
+
+
+def test_idempotency_key_of_another_tenant_is_not_revealed(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    first = submit_training(store, storage, replace(order, idempotency_key="order-17"), NOW)
+    other = tenant_name + "-b"
+    store.add_tenant(other, hash_api_key(new_api_key()), NOW)
+    storage.add(other, storage.prefix(tenant_name) / "data.csv")
+    with pytest.raises(InvalidRequest, match="order-17") as caught:
+        submit_training(store, storage, replace(order, tenant=other, idempotency_key="order-17"), NOW)
+    assert first.request_id not in str(caught.value)
+    assert request_count(engine) == 1
