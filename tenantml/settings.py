@@ -88,6 +88,9 @@ class TrainingSettings(_Section):
     attempt_budget: int = Field(
         default=3, ge=0, description="Failovers allowed per request before it fails (user errors fail at once)"
     )
+    master_timeout_s: float = Field(
+        default=30.0, gt=0, description="A master silent this long is presumed dead; a new one takes over"
+    )
     watch_interval_s: float = Field(default=0.5, gt=0, description="How often the master checks its attempt")
     checkpoint_retention: int = Field(
         default=1, ge=0, description="Checkpoints kept per completed request (newest first)"

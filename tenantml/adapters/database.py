@@ -94,6 +94,7 @@ attempts = Table(
     Column("worker_class", String(16), nullable=False),
     Column("flow_run_id", String(36)),
     Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("running_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
     Column("end", String(32)),
     Column("reason", Text),

@@ -130,7 +130,9 @@ class Store:
         return self._read(requests.c.status.in_(_ACTIVE), limit=10_000)
 
     def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None:
-        self._update(requests.c.id == request_id, mlflow_run_id=run_id, updated_at=now)
+        """Record the request's MLflow run, once: the first writer wins."""
+        self._update(and_(requests.c.id == request_id, requests.c.mlflow_run_id.is_(None)), mlflow_run_id=run_id,
+                     updated_at=now)
 
     def request_move(self, request_id: str, now: datetime) -> None:
         if not self._update(
@@ -238,6 +240,16 @@ class Store:
             self._close_attempt(conn, request_id, expected_epoch, now, end, reason, row.step if row else None)
 
     # -- worker (fenced) -----------------------------------------------------------------
+    def mark_running(self, request_id: str, epoch: int, worker_uuid: str, now: datetime) -> None:
+        """The attempt's training code began (fenced like every worker write)."""
+        self.check_current(request_id, epoch, worker_uuid)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.running_at.is_(None))
+                .values(running_at=now)
+            )
+
     def heartbeat(self, request_id: str, epoch: int, worker_uuid: str, step: int, total_steps: int, now: datetime) -> None:
         self._fenced(
             request_id, epoch, worker_uuid, heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now
@@ -273,8 +285,11 @@ class Store:
         self, request_id: str, epoch: int, worker_uuid: str, end: AttemptEnd, reason: str, now: datetime
     ) -> None:
         """A worker says why it stops (e.g. out of memory); the master acts on it."""
-        self.check_current(request_id, epoch, worker_uuid)
         with self.engine.begin() as conn:
+            # The lease check is a fenced write in the same transaction, so no failover can slip in between.
+            fence = update(requests).where(*self._lease(request_id, epoch, worker_uuid)).values(updated_at=now)
+            if conn.execute(fence).rowcount != 1:
+                raise StaleEpoch(request_id, epoch)
             conn.execute(
                 update(attempts)
                 .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.end.is_(None))
@@ -376,6 +391,7 @@ class Store:
                     worker_class=WorkerClass(a.worker_class),
                     started_at=_utc(a.started_at),  # type: ignore[arg-type]
                     flow_run_id=a.flow_run_id,
+                    running_at=_utc(a.running_at),
                     ended_at=_utc(a.ended_at),
                     end=AttemptEnd(a.end) if a.end else None,
                     reason=a.reason,

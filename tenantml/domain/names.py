@@ -13,7 +13,7 @@ _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
 def check_tenant_name(name: str) -> str:
-    if not _TENANT.match(name):
+    if not _TENANT.fullmatch(name):
         raise InvalidRequest(
             f"invalid tenant name {name!r}: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit"
         )
@@ -21,7 +21,7 @@ def check_tenant_name(name: str) -> str:
 
 
 def check_model_name(name: str) -> str:
-    if not _MODEL.match(name):
+    if not _MODEL.fullmatch(name):
         raise InvalidRequest(
             f"invalid model name {name!r}: use 1-128 letters, digits, '_' and '-', starting with a letter or digit"
         )

@@ -124,6 +124,7 @@ class Attempt:
     worker_class: WorkerClass
     started_at: datetime
     flow_run_id: str | None = None
+    running_at: datetime | None = None  # the worker's training code began
     ended_at: datetime | None = None
     end: AttemptEnd | None = None
     reason: str | None = None

@@ -39,6 +39,7 @@ def _now() -> datetime:
 
 
 class CheckpointStore(Protocol):
+    def start_run(self, request: TrainingRequest) -> str: ...
     def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint: ...
     def download_checkpoint(self, checkpoint: Checkpoint) -> bytes: ...
     def mirror(self, run_id: str, **values: object) -> None: ...
@@ -116,8 +117,11 @@ class TrainingAttempt:
 
     def run(self) -> AttemptOutcome:
         lease = self.lease
-        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
+        self.store.mark_running(lease.request_id, lease.epoch, lease.worker_uuid, _now())
         request = self.store.get_request(lease.request_id)
+        if request.mlflow_run_id is None:  # the first attempt opens the request's MLflow run
+            self.store.set_mlflow_run(lease.request_id, self.checkpoints.start_run(request), _now())
+            request = self.store.get_request(lease.request_id)
         heartbeat = _Heartbeat(self.store, lease, self.settings.heartbeat_interval_s)
         heartbeat.beat()
         heartbeat.start()
@@ -129,7 +133,8 @@ class TrainingAttempt:
                 trainer.restore(self.checkpoints.download_checkpoint(request.checkpoint))
             resume_step = trainer.completed_steps
             heartbeat.step, heartbeat.total = resume_step, trainer.total_steps
-            self._mirror(request, status=RequestStatus.RUNNING.value, resume_step=resume_step)
+            self._mirror(request, status=RequestStatus.RUNNING.value, resume_step=resume_step,
+                         attempt=len(request.attempts), worker_class=request.worker_class.value)
             self._train(request, trainer, heartbeat)
             version = self._register(request, trainer, data)
             return AttemptOutcome(AttemptEnd.COMPLETED, model_version=version, resume_step=resume_step,
@@ -177,6 +182,7 @@ class TrainingAttempt:
         """Upload the checkpoint, then move the pointer only if this epoch is still current."""
         lease, step = self.lease, trainer.completed_steps
         run_id = request.mlflow_run_id or ""
+        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)  # a fenced worker uploads nothing
         checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
         self.store.commit_checkpoint(lease.request_id, lease.epoch, lease.worker_uuid, checkpoint, _now())
         self.store.heartbeat(lease.request_id, lease.epoch, lease.worker_uuid, step, trainer.total_steps, _now())

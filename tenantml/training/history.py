@@ -15,6 +15,7 @@ def attempt_rows(request: TrainingRequest) -> list[dict[str, object]]:
             "epoch": a.epoch,
             "worker_class": a.worker_class.value,
             "started_at": a.started_at.isoformat(),
+            "running_at": a.running_at.isoformat() if a.running_at else None,
             "ended_at": a.ended_at.isoformat() if a.ended_at else None,
             "end": a.end.value if a.end else None,
             "reason": a.reason,

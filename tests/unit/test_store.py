@@ -32,7 +32,8 @@ def at(seconds: float) -> datetime:
 
 def new_request(tenant: str, model: str = "churn", key: str | None = None, created: float = 0) -> TrainingRequest:
     spec = TrainingSpec(tenant, model, f"/data/{tenant}/d.csv", "y", "sgd_classifier", {"epochs": 2}, "f" * 64)
-    return TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, at(created), at(created), idempotency_key=key)
+    created_at = at(created)
+    return TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, created_at, created_at, idempotency_key=key)
 
 
 @pytest.fixture
@@ -70,9 +71,9 @@ def replaced(store: Store, tenant: str) -> str:
 
 STALE_WRITES: dict[str, Callable[[Store, str], None]] = {
     "heartbeat": lambda s, r: s.heartbeat(r, 1, WORKER_A, 9, 20, at(10)),
-    "commit_checkpoint": lambda s, r: s.commit_checkpoint(r, 1, WORKER_A, Checkpoint("file:///ck/9", 9, "d" * 64), at(10)),
+    "commit_checkpoint": lambda s, r: s.commit_checkpoint(r, 1, WORKER_A, Checkpoint("file:///ck/9", 9, "d"), at(10)),
     "complete": lambda s, r: s.complete(r, 1, WORKER_A, "7", {"accuracy": 0.9}, at(10)),
-    "report_attempt_end": lambda s, r: s.report_attempt_end(r, 1, WORKER_A, AttemptEnd.RESOURCE_EXHAUSTED, "oom", at(10)),
+    "report_attempt_end": lambda s, r: s.report_attempt_end(r, 1, WORKER_A, AttemptEnd.PREEMPTED, "spot", at(10)),
 }
 
 
@@ -150,7 +151,8 @@ def test_finish_fences_the_worker_and_closes_its_attempt(store: Store, tenant: s
     )
     assert request.epoch == 2
     attempt = request.attempts[0]
-    assert (attempt.end, attempt.reason, attempt.ended_at, attempt.end_step) == (AttemptEnd.CRASHED, "gave up", at(3), 3)
+    assert (attempt.end, attempt.reason, attempt.ended_at) == (AttemptEnd.CRASHED, "gave up", at(3))
+    assert attempt.end_step == 3
     for write in STALE_WRITES.values():
         with pytest.raises(StaleEpoch):
             write(store, request_id)

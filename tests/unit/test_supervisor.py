@@ -99,7 +99,8 @@ class Worker:
                                      Checkpoint(f"file:///ck/{step}", step, "c" * 64), SKEWED)
 
     def report(self, end: AttemptEnd, reason: str) -> None:
-        self.store.report_attempt_end(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, end, reason, SKEWED)
+        lease = self.lease
+        self.store.report_attempt_end(lease.request_id, lease.epoch, lease.worker_uuid, end, reason, SKEWED)
 
     def complete(self) -> None:
         self.beat(20)
@@ -183,7 +184,9 @@ def test_first_attempt_is_dispatched_on_the_small_class(store: Store, request_id
     assert master.dispatcher.cancelled == []
 
 
-def test_lost_heartbeat_is_detected_only_after_the_timeout_of_unchanged_heartbeat(store: Store, request_id: str) -> None:
+def test_lost_heartbeat_is_detected_only_after_the_timeout_of_unchanged_heartbeat(
+    store: Store, request_id: str
+) -> None:
     master = Master(store)
     last_beat: list[float] = []
 
