@@ -18,20 +18,27 @@ from tenantml.adapters.orchestration import PrefectDispatcher
 from tenantml.domain.request import RequestStatus, TrainingRequest
 from tenantml.platform.connection import Connection
 from tenantml.settings import load_settings
-from tenantml.training.completion import Completion
 from tenantml.training.history import attempt_rows
-from tenantml.training.submission import Decision, TrainingOrder, submit_training
 from tenantml.training.supervisor import Supervisor
 
+# MLflow and scikit-learn stay out of this module's imports: a master starts in a fresh process,
+# and every second it spends importing is a second before the first worker is dispatched.
 
-def _publish(connection: Connection, request: TrainingRequest) -> None:
-    """Show the attempt history in the Prefect UI and mirror the current attempt into MLflow."""
-    attempt = request.current_attempt
-    if request.mlflow_run_id and attempt is not None:
-        connection.tracking.mirror(
-            request.mlflow_run_id, status=request.status.value, attempt=attempt.number,
-            worker_uuid=request.worker_uuid or "", epoch=request.epoch, worker_class=attempt.worker_class.value,
-        )
+
+class _LazyCompletion:
+    """Imports MLflow only when a request ends."""
+
+    def __init__(self, connection: Connection, retention: int) -> None:
+        self.connection, self.retention = connection, retention
+
+    def finalize(self, request: TrainingRequest) -> None:
+        from tenantml.training.completion import Completion
+
+        Completion(self.connection.tracking, self.connection.registry, self.retention).finalize(request)
+
+
+def _publish(request: TrainingRequest) -> None:
+    """Show the attempt history in the Prefect UI."""
     create_table_artifact(
         table=attempt_rows(request),
         key=f"attempts-{request.id}",
@@ -56,6 +63,8 @@ def training_master(
     settings = load_settings()
     connection = Connection(settings)
     if request_id is None:
+        from tenantml.training.submission import Decision, TrainingOrder, submit_training
+
         admission = submit_training(
             connection.store,
             connection.storage,
@@ -67,15 +76,12 @@ def training_master(
             return Completed(message=admission.message, data={"request_id": admission.request_id})
         request_id = admission.request_id
 
-    request = connection.store.get_request(request_id)
-    if request.mlflow_run_id is None and request.status.is_active:
-        connection.store.set_mlflow_run(request_id, connection.tracking.start_run(request), request.updated_at)
     supervisor = Supervisor(
         connection.store,
         PrefectDispatcher(),
-        Completion(connection.tracking, connection.registry, settings.training.checkpoint_retention),
+        _LazyCompletion(connection, settings.training.checkpoint_retention),
         settings.training,
-        on_change=lambda request: _publish(connection, request),
+        on_change=_publish,
     )
     final = supervisor.run(request_id, master_id=str(flow_run.id))
     summary = {"request_id": final.id, "status": final.status.value, "model_version": final.model_version,

@@ -60,8 +60,9 @@ def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
 def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class: str = "small") -> Any:
     logger = get_run_logger()
     settings = load_settings()
-    limit_resources(settings, WorkerClass(worker_class))
     connection = Connection(settings)
+    tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
+    limit_resources(settings, WorkerClass(worker_class))
     progress_id = create_progress_artifact(
         progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
     )
@@ -77,8 +78,8 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     attempt = TrainingAttempt(
         Lease(request_id, worker_uuid, epoch),
         connection.store,
-        connection.tracking,
-        connection.registry,
+        tracking,
+        registry,
         settings.training,
         on_progress=on_progress,
     )

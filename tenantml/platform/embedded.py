@@ -13,7 +13,9 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,8 @@ def check_home(home: Path) -> Path:
 
 def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str) -> dict[str, str]:
     """The environment every child process gets: where the servers are, and quiet defaults."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(settings_env(settings))
     env.update(
         PREFECT_HOME=str(home / "prefect"),
         PREFECT_API_URL=prefect_api_url,
@@ -71,11 +74,26 @@ def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_ur
     return env
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The effective settings as TENANTML_* variables, so that every child process shares them."""
+    from pydantic import SecretStr
+
+    env: dict[str, str] = {}
+    for section in ("database", "prefect", "mlflow", "training", "serving"):
+        for name, value in getattr(settings, section):
+            if value is None:
+                continue
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"TENANTML_{section.upper()}__{name.upper()}"] = text
+    return env
+
+
 @dataclass
 class EmbeddedPlatform:
     settings: Settings
     services: list[Service] = field(default_factory=list)
     state: dict[str, object] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self, serve_inference: bool = True) -> dict[str, object]:
         home = check_home(self.settings.home)
@@ -144,7 +162,28 @@ class EmbeddedPlatform:
             "started_at": time.time(),
         }
         state_file(home).write_text(json.dumps(self.state, indent=2))
+        threading.Thread(target=self._reconcile_forever, args=(prefect_api,), name="reconciler", daemon=True).start()
         return self.state
+
+    def _reconcile_forever(self, prefect_api: str, every_s: float = 3.0) -> None:
+        """Start a new master for any request whose master died (see tenantml.training.reconciler)."""
+        from tenantml.adapters.orchestration import submit_master
+        from tenantml.platform.connection import Connection
+        from tenantml.training.reconciler import reconcile
+
+        store = Connection(self.settings).store
+        while not self._stopping.wait(every_s):
+            try:
+                restarted = reconcile(
+                    store,
+                    lambda request_id, key: submit_master({"request_id": request_id}, key, prefect_api),
+                    datetime.now(UTC),
+                    self.settings.training.master_timeout_s,
+                )
+                if restarted:
+                    log.warning("started new training masters for %s", ", ".join(restarted))
+            except Exception:
+                log.warning("reconciler pass failed", exc_info=True)
 
     def _deploy(self, env: dict[str, str], logs: Path) -> None:
         result = subprocess.run(
@@ -172,6 +211,7 @@ class EmbeddedPlatform:
 
     def stop(self) -> None:
         """Workers first (so no new run starts), then the servers; every process by pid."""
+        self._stopping.set()
         workers = [s for s in self.services if s.name.startswith("worker-")]
         others = [s for s in self.services if not s.name.startswith("worker-")]
         stop_services(workers)

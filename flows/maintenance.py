@@ -1,0 +1,26 @@
+"""The `training-reconciler` flow: start a new training master for every request whose master died."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+
+from tenantml.adapters.orchestration import submit_master
+from tenantml.platform.connection import Connection
+from tenantml.settings import load_settings
+from tenantml.training.reconciler import reconcile
+
+
+@flow(name="training-reconciler")
+def training_reconciler(stale_after_s: float = 15.0) -> list[str]:
+    connection = Connection(load_settings())
+    restarted = reconcile(
+        connection.store,
+        lambda request_id, key: submit_master({"request_id": request_id}, key),
+        datetime.now(UTC),
+        stale_after_s,
+    )
+    if restarted:
+        get_run_logger().warning("started new masters for %s", ", ".join(restarted))
+    return restarted

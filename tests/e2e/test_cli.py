@@ -1,0 +1,108 @@
+"""The `tenantml` command against a platform started by `tenantml up` in a temporary home."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from sklearn.datasets import make_classification
+
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+TENANTML = str(Path(sys.executable).parent / "tenantml")
+
+
+def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([TENANTML, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tenantml {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("e2e-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTML_", "PREFECT_"))}
+    env.update(TENANTML_HOME=str(home), TENANTML_PREFECT__SMALL_WORKERS="1", TENANTML_PREFECT__LARGE_WORKERS="0")
+    log = open(home / "up.log", "w")  # noqa: SIM115
+    process = subprocess.Popen([TENANTML, "up", "--no-inference"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: process.poll() is None and run(env, "status", "--json", check=False).returncode == 0
+                 or process.poll() is not None, 180, "tenantml up to be healthy", every_s=1)
+        assert process.poll() is None, (home / "up.log").read_text()
+        yield env
+    finally:
+        children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        log.close()
+        psutil.wait_procs(children, timeout=30)
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "processes left behind"
+
+
+def test_status_reports_health_and_urls(up: dict[str, str]) -> None:
+    status = json.loads(run(up, "status", "--json").stdout)
+    assert status["healthy"] is True
+    assert status["prefect_api_url"].startswith("http://127.0.0.1:")
+    assert status["mlflow_tracking_uri"].startswith("http://127.0.0.1:")
+    assert "inference_url" in status
+
+
+def test_train_runs_and_run_show_through_the_command(up: dict[str, str], tmp_path: Path) -> None:
+    created = json.loads(run(up, "tenant", "create", "e2e-acme", "--json").stdout)
+    assert created["tenant"] == "e2e-acme" and created["api_key"].startswith("tml_")
+    x, y = make_classification(n_samples=2000, n_features=5, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(label=y)
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    run(up, "dataset", "add", "--tenant", "e2e-acme", str(tmp_path / "churn.csv"))
+
+    trained = json.loads(run(up, "train", "--tenant", "e2e-acme", "--model", "churn", "--dataset", "churn.csv",
+                             "--target", "label", "--algorithm", "sgd_classifier", "--param", "epochs=3",
+                             "--wait", "--json").stdout)
+    assert trained["status"] == "completed" and trained["model_version"] == "1"
+
+    listed = json.loads(run(up, "runs", "--tenant", "e2e-acme", "--json").stdout)
+    assert [r["request_id"] for r in listed] == [trained["request_id"]]
+    shown = json.loads(run(up, "run", "show", trained["request_id"], "--json").stdout)
+    assert shown["status"] == "completed"
+    assert shown["attempts"][0]["worker_uuid"] and shown["attempts"][0]["worker_class"] == "small"
+
+    again = json.loads(run(up, "train", "--tenant", "e2e-acme", "--model", "churn", "--dataset", "churn.csv",
+                           "--target", "label", "--algorithm", "sgd_classifier", "--param", "epochs=3",
+                           "--json").stdout)
+    assert again["decision"] == "up_to_date"
+
+    as_tenant = {**up, "TENANTML_API_KEY": created["api_key"]}
+    assert [r["tenant"] for r in json.loads(run(as_tenant, "runs", "--json").stdout)] == ["e2e-acme"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--tenant", "nobody", "--algorithm", "sgd_classifier", "--dataset", "churn.csv", "--target", "label"], "nobody"),
+        (["--tenant", "e2e-bad", "--algorithm", "magic_forest", "--dataset", "churn.csv", "--target", "label"], "magic_forest"),
+        (["--tenant", "e2e-bad", "--algorithm", "sgd_classifier", "--dataset", "missing.csv", "--target", "label"], "missing.csv"),
+        (["--tenant", "e2e-bad", "--algorithm", "sgd_classifier", "--dataset", "churn.csv", "--target", "colour"], "colour"),
+    ],
+)
+def test_bad_training_requests_exit_nonzero_naming_the_value_and_submit_nothing(
+    up: dict[str, str], tmp_path: Path, args: list[str], named: str
+) -> None:
+    if run(up, "tenant", "list", "--json").stdout.count("e2e-bad") == 0:
+        run(up, "tenant", "create", "e2e-bad")
+        (tmp_path / "churn.csv").write_text("f0,label\n1.0,0\n2.0,1\n")
+        run(up, "dataset", "add", "--tenant", "e2e-bad", str(tmp_path / "churn.csv"))
+    result = run(up, "train", "--model", "m", *args, check=False)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert json.loads(run(up, "runs", "--tenant", "e2e-bad", "--json").stdout) == []
