@@ -236,9 +236,7 @@ async def _create_work_pools(api_url: str, settings: Settings) -> None:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.workers.process import ProcessWorker
-
-    template = ProcessWorker.get_default_base_job_template()
+    template = json.loads((settings.project_dir / "infra" / "work-pools" / "process.json").read_text())
     async with PrefectClient(api_url) as client:
         for pool in (settings.prefect.master_pool, settings.prefect.training_pool):
             await client.create_work_pool(

@@ -14,7 +14,7 @@ import pytest
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass
 from tenantml.training.algorithms import trainer_for
 from tenantml.training.dataset import prepare
-from tests.integration.conftest import RunningPlatform, classification_frame
+from tests.support.platform import RunningPlatform, classification_frame
 from tests.support.waiting import flow_run_pid, wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,113 @@
+"""Training parameters: declared per algorithm, coerced from command-line strings, checked early.
+
+Submission calls these without any data, so a bad parameter fails before anything is queued.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from tenantml.errors import InvalidParameter
+
+__all__ = ["Param", "check_params"]
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one parameter: its type, default and allowed values.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``str`` or ``tuple`` (a tuple of
+    positive ints, written ``"64,32"`` on a command line). ``minimum`` is
+    inclusive unless ``exclusive``; ``nullable`` lets ``None`` (``"none"``) through.
+    """
+
+    kind: type
+    default: Any
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive: bool = False
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """Say in words what values are allowed."""
+        if self.choices:
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.kind is tuple:
+            return "comma-separated positive integers such as '64,32'"
+        text = {int: "an integer", float: "a number", bool: "true or false"}.get(self.kind, "a string")
+        if self.minimum is not None:
+            text += f" {'>' if self.exclusive else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" and <= {self.maximum:g}"
+        return text + (" or 'none'" if self.nullable else "")
+
+    def coerce(self, value: object) -> Any:
+        """Return ``value`` converted to this parameter's type; ValueError if it cannot be."""
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+            if self.nullable:
+                return None
+            raise ValueError("no value")
+        if self.kind is tuple:
+            parts = value.strip("()[] ").split(",") if isinstance(value, str) else value
+            parts = parts if isinstance(parts, list | tuple) else [parts]
+            result: Any = tuple(_convert(int, part) for part in parts)
+        else:
+            result = _convert(self.kind, value)
+        if self.choices and result not in self.choices or result == ():
+            raise ValueError("not an allowed value")
+        for number in result if isinstance(result, tuple) else (result,):
+            if self.minimum is not None and (number < self.minimum or self.exclusive and number == self.minimum):
+                raise ValueError("too small")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError("too large")
+        return result
+
+
+def _convert(kind: type, value: object) -> Any:
+    """Convert one scalar (possibly a command-line string) to ``kind``; ValueError if it cannot be."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if kind is bool:
+        if isinstance(value, bool | np.bool_) or (isinstance(value, Integral) and value in (0, 1)):
+            return bool(value)
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+    elif isinstance(value, bool | np.bool_):
+        pass  # True is not the number 1 here
+    elif kind is int and (isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())):
+        return int(value)
+    elif kind is int and text is not None:
+        return int(text)
+    elif kind is float and (isinstance(value, Real) or text is not None):
+        number = float(text if text is not None else value)  # type: ignore[arg-type]
+        if math.isfinite(number):
+            return number
+    elif kind is str and isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"not {kind.__name__}")
+
+
+def check_params(algorithm: str, declared: Mapping[str, Param], params: Mapping[str, object]) -> dict[str, Any]:
+    """Coerce ``params`` against ``declared``, fill in defaults, raise InvalidParameter on error."""
+    allowed = ", ".join(sorted(declared))
+    result = {key: spec.default for key, spec in declared.items()}
+    for key, value in params.items():
+        spec = declared.get(key)
+        if spec is None:
+            raise InvalidParameter(f"{algorithm}: unknown parameter {key!r}; allowed parameters: {allowed}")
+        try:
+            result[key] = spec.coerce(value)
+        except (TypeError, ValueError) as err:
+            raise InvalidParameter(
+                f"{algorithm}: parameter {key!r} must be {spec.describe()}, got {value!r}"
+            ) from err
+    return result
