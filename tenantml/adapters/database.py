@@ -71,6 +71,7 @@ requests = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("finalized_at", DateTime(timezone=True)),  # promotion and clean-up done by a master
 )
 
 # At most one active training per tenant and model, whatever races the submitters run.

@@ -41,7 +41,7 @@ class Registry:
     def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str:
         """Log the estimator (native sklearn flavour) under the run; returns the model URI."""
         mlflow.set_tracking_uri(self.tracking_uri)
-        signature = infer_signature(sample, estimator.predict(sample))
+        signature = infer_signature(sample, estimator.predict(sample.to_numpy()))  # fitted on arrays
         with mlflow.start_run(run_id=run_id):
             info = mlflow.sklearn.log_model(
                 estimator,

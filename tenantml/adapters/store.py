@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests, tenants
@@ -100,6 +100,7 @@ class Store:
                     created_at=request.created_at,
                     updated_at=request.updated_at,
                     finished_at=request.finished_at,
+                    finalized_at=request.finalized_at,
                 )
             )
 
@@ -126,8 +127,12 @@ class Store:
         found = self._read(requests.c.idempotency_key == key, limit=1)
         return found[0] if found else None
 
-    def in_flight(self) -> list[TrainingRequest]:
-        return self._read(requests.c.status.in_(_ACTIVE), limit=10_000)
+    def needing_master(self) -> list[TrainingRequest]:
+        """Requests still training, or ended but not yet finalized (promotion, clean-up)."""
+        return self._read(or_(requests.c.status.in_(_ACTIVE), requests.c.finalized_at.is_(None)), limit=10_000)
+
+    def mark_finalized(self, request_id: str, now: datetime) -> None:
+        self._update(requests.c.id == request_id, finalized_at=now)
 
     def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None:
         """Record the request's MLflow run, once: the first writer wins."""
@@ -440,5 +445,6 @@ def _to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingReques
         model_version=row.model_version,
         metrics=dict(row.metrics or {}),
         finished_at=_utc(row.finished_at),
+        finalized_at=_utc(row.finalized_at),
         attempts=list(request_attempts),
     )

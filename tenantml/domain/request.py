@@ -156,6 +156,7 @@ class TrainingRequest:
     model_version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
+    finalized_at: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)
 
     @property

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tenantml.errors import DatasetNotFound, InvalidDataset
@@ -78,6 +79,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in CSV_SUFFIXES:
             return pd.read_csv(file)
         return pd.read_parquet(file)
+    except (MemoryError, pa.ArrowMemoryError) as err:  # a resource failure, not a bad dataset
+        raise MemoryError(f"reading dataset {str(path)!r}: {err}") from err
     except Exception as err:  # pandas and pyarrow raise many unrelated types
         raise InvalidDataset(
             f"dataset {str(path)!r} cannot be read as {suffix[1:]} ({type(err).__name__}: {err}): "

@@ -1,8 +1,9 @@
 """Find requests whose training master is gone, and start a new master for each.
 
 A master heartbeats into its request's record while it watches. When that heartbeat stops (the
-master's process or machine died) the request would sit forever; the reconciler starts a new
-master, which rebuilds its view from the records and carries on. Runs in `tenantml up` every few
+master's process or machine died) the request would sit forever, or, if its worker finished
+meanwhile, never be promoted; the reconciler starts a new master, which rebuilds its view from
+the records and carries on (or just finalizes). Runs in `tenantml up` every few
 seconds and as the scheduled `training-reconciler` flow in production.
 """
 
@@ -19,7 +20,7 @@ __all__ = ["orphaned_requests", "reconcile"]
 def orphaned_requests(store: Store, now: datetime, stale_after_s: float) -> list[str]:
     cutoff = now - timedelta(seconds=stale_after_s)
     found = []
-    for request in store.in_flight():
+    for request in store.needing_master():
         seen = request.master_heartbeat_at or request.created_at
         if seen < cutoff:
             found.append(request.id)

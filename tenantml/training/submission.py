@@ -110,6 +110,7 @@ def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, 
         request.status = RequestStatus.SKIPPED
         request.reason = f"up to date: same data and parameters as request {last.id} (version {last.model_version})"
         request.finished_at = now
+        request.finalized_at = now  # nothing to promote or clean up
         request.model_version = last.model_version
         store.add_request(request)
         return Admission(request.id, Decision.UP_TO_DATE, request.reason)

@@ -90,6 +90,7 @@ class Supervisor:
             request = self.store.get_request(request_id)
             if request.status.is_terminal:
                 self.finalizer.finalize(request)
+                self.store.mark_finalized(request_id, _now())
                 self.on_change(request)
                 return request
             if not self.store.master_heartbeat(request_id, master_id, _now()):

@@ -160,11 +160,13 @@ def test_poison_request_fails_after_the_budget_and_spares_the_others(platform: R
 
 def test_lost_master_is_replaced_and_the_training_completes(platform: RunningPlatform) -> None:
     tenant = platform.new_tenant()
-    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame()), epochs=30)
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame()), epochs=60)
     request, _ = _worker_with_checkpoint(platform, admission.request_id)
     master_pid = wait_for(lambda: flow_run_pid(request.master_flow_run_id or ""), 30, "the master's process")
     os.kill(master_pid, signal.SIGKILL)
 
-    final = platform.wait_done(admission.request_id, timeout_s=300)
+    final = wait_for(lambda: (r := platform.request(admission.request_id)).finalized_at and r, 300,
+                     "a new master to see the training through")
     assert final.status is RequestStatus.COMPLETED, final.reason
     assert final.master_flow_run_id != request.master_flow_run_id
+    assert platform.connection.registry.champion(tenant, "m") == final.model_version

@@ -1,0 +1,114 @@
+"""Admission, user errors, moves and preemption against the real platform."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from tenantml.domain.request import AttemptEnd, RequestStatus
+from tenantml.errors import InvalidDataset
+from tenantml.training.submission import Decision
+from tests.support.platform import RunningPlatform, classification_frame
+from tests.support.waiting import flow_run_pid, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _artifacts(platform: RunningPlatform, key: str) -> list:  # type: ignore[type-arg]
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}), get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform: RunningPlatform) -> None:
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame(rows=5000)), epochs=10)
+    final = platform.wait_done(admission.request_id)
+    assert final.status is RequestStatus.COMPLETED, final.reason
+
+    assert _artifacts(platform, f"attempts-{final.id}"), "the master's attempt table"
+    progress = wait_for(lambda: [a for a in _artifacts(platform, f"progress-{final.id}") if a.data == 100.0], 30,
+                        "the worker's progress artifact to reach 100%")
+    assert progress
+    mlflow = MlflowClient(platform.mlflow_uri)
+    folders = mlflow.list_artifacts(final.mlflow_run_id, "checkpoints")
+    kept = [f for folder in folders for f in mlflow.list_artifacts(final.mlflow_run_id, folder.path)]
+    assert len(kept) == platform.settings.training.checkpoint_retention
+    assert mlflow.get_model_version_by_alias(f"{tenant}.m", "champion").version == final.model_version
+
+
+def test_duplicate_is_answered_with_the_running_request_and_unchanged_data_is_skipped(platform: RunningPlatform) -> None:
+    tenant = platform.new_tenant()
+    dataset = platform.dataset(tenant, classification_frame(rows=5000))
+    first = platform.submit(tenant, dataset, epochs=20)
+    duplicate = platform.submit(tenant, dataset, epochs=20)
+    assert (duplicate.decision, duplicate.request_id) == (Decision.DUPLICATE, first.request_id)
+    assert platform.wait_done(first.request_id).status is RequestStatus.COMPLETED
+
+    skipped = platform.submit(tenant, dataset, epochs=20)
+    assert skipped.decision is Decision.UP_TO_DATE
+    assert platform.request(skipped.request_id).status is RequestStatus.SKIPPED
+    forced = platform.submit(tenant, dataset, epochs=20, force=True)
+    assert forced.decision is Decision.ACCEPTED
+    assert platform.wait_done(forced.request_id).model_version == "2"
+
+
+@pytest.mark.parametrize(
+    ("frame", "named"),
+    [
+        (pd.DataFrame({"city": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "label": [0, 1, 0]}), "city"),
+        (pd.DataFrame({"x": pd.Series(dtype=float), "label": pd.Series(dtype=int)}), "no rows"),
+    ],
+)
+def test_bad_data_fails_at_once_without_retries(platform: RunningPlatform, frame: pd.DataFrame, named: str) -> None:
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, frame))
+    final = platform.wait_done(admission.request_id)
+    assert final.status is RequestStatus.FAILED
+    assert len(final.attempts) == 1 and final.attempts[0].end is AttemptEnd.USER_ERROR
+    assert named in (final.reason or "")
+
+
+def test_missing_target_column_is_refused_at_submission(platform: RunningPlatform) -> None:
+    tenant = platform.new_tenant()
+    dataset = platform.dataset(tenant, classification_frame(rows=100).rename(columns={"label": "y"}))
+    with pytest.raises(InvalidDataset, match="'label'"):
+        platform.submit(tenant, dataset)
+    assert platform.connection.store.list_requests(tenant=tenant) == []
+
+
+def test_moved_training_resumes_on_a_new_worker(platform: RunningPlatform) -> None:
+    from datetime import UTC, datetime
+
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame()), epochs=30)
+    wait_for(lambda: (r := platform.request(admission.request_id)).checkpoint and r, 180, "a first checkpoint")
+    platform.connection.store.request_move(admission.request_id, datetime.now(UTC))
+    final = platform.wait_done(admission.request_id)
+    assert final.status is RequestStatus.COMPLETED, final.reason
+    assert final.attempts[0].end is AttemptEnd.MOVED
+    assert final.attempts[1].resume_step > 0
+
+
+def test_preempted_worker_commits_and_hands_back_without_losing_work(platform: RunningPlatform) -> None:
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame()), epochs=30)
+
+    def running_pid() -> int | None:
+        request = platform.request(admission.request_id)
+        attempt = request.current_attempt
+        return flow_run_pid(attempt.flow_run_id) if request.step > 0 and attempt and attempt.flow_run_id else None
+
+    os.kill(wait_for(running_pid, 180, "the worker to be training"), signal.SIGTERM)
+    final = platform.wait_done(admission.request_id)
+    assert final.status is RequestStatus.COMPLETED, final.reason
+    first, second = final.attempts[0], final.attempts[1]
+    assert first.end is AttemptEnd.PREEMPTED, first.reason
+    assert final.steps_redone(second) == 0
+    assert final.failovers == 0  # a preemption does not use the attempt budget
