@@ -12,11 +12,14 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from tenantml.domain.names import registered_model_name
-from tenantml.errors import NotFound
+from tenantml.errors import InvalidRequest, NotFound
 
-__all__ = ["CHAMPION", "PIP_REQUIREMENTS", "Registry"]
+__all__ = ["CHAMPION", "HISTORY_TAG", "PIP_REQUIREMENTS", "PREVIOUS_CHAMPION", "Registry"]
 
 CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+HISTORY_TAG = "tenantml.champion_history"
+HISTORY_LENGTH = 50
 
 
 def _pinned(*names: str) -> list[str]:
@@ -99,7 +102,40 @@ class Registry:
             raise
 
     def set_champion(self, tenant: str, model: str, version: str) -> None:
-        self.client.set_registered_model_alias(registered_model_name(tenant, model), CHAMPION, version)
+        """Point ``champion`` at ``version``; the version it leaves goes on the champion history."""
+        name = registered_model_name(tenant, model)
+        current = self.champion(tenant, model)
+        if current is not None and current != str(version):
+            history = [*self.champion_history(tenant, model), current][-HISTORY_LENGTH:]
+            self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+            self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current)
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+
+    def champion_history(self, tenant: str, model: str) -> list[str]:
+        """Versions that were champion before the current one, oldest first."""
+        name = registered_model_name(tenant, model)
+        try:
+            found = self.client.get_registered_model(name)
+        except MlflowException as err:
+            if _is_missing(err):
+                raise NotFound(f"no model {name}: train it first") from err
+            raise
+        return [str(v) for v in json.loads(found.tags.get(HISTORY_TAG, "[]"))]
+
+    def rollback_champion(self, tenant: str, model: str) -> tuple[str | None, str]:
+        """Undo the last promotion: ``champion`` back to the previous one. Returns (from, to)."""
+        name = registered_model_name(tenant, model)
+        history = self.champion_history(tenant, model)
+        if not history:
+            raise InvalidRequest(f"model {name} has no previous champion to roll back to: promote a version instead")
+        current, previous = self.champion(tenant, model), history.pop()
+        self.client.set_registered_model_alias(name, CHAMPION, previous)
+        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        if history:
+            self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, history[-1])
+        else:
+            self.client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+        return current, previous
 
     def list_versions(self, tenant: str, model: str) -> list[str]:
         found = self.client.search_model_versions(f"name = '{registered_model_name(tenant, model)}'")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
@@ -75,15 +76,22 @@ class Tracking:
         return run_id
 
     def mirror(self, run_id: str, **values: object) -> None:
-        for key, value in _tags(values).items():
-            self.client.set_tag(run_id, key, value)
+        self.record(run_id, tags=values)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-        import time
+        self.record(run_id, metrics=metrics, step=step)
 
+    def record(
+        self, run_id: str, tags: Mapping[str, object] | None = None, metrics: Mapping[str, float] | None = None,
+        step: int = 0,
+    ) -> None:
+        """Tags (under ``tenantml.``) and metrics at ``step`` in one request."""
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+            tags=[RunTag(k, v) for k, v in _tags(tags or {}).items()],
+        )
 
     def end_run(self, run_id: str, status: str) -> None:
         mlflow_status = {"completed": "FINISHED", "skipped": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")

@@ -22,6 +22,7 @@ import numpy as np
 
 from tenantml.domain.names import check_model_name
 from tenantml.errors import InvalidRequest, TenantmlError
+from tenantml.inference.batching import MicroBatcher
 from tenantml.inference.cache import ModelCache, ModelKey
 from tenantml.inference.champion import ChampionResolver
 from tenantml.inference.errors import ModelNotFound, ModelUnavailable
@@ -53,17 +54,26 @@ Loader = Callable[[str, str, str], LoadedModel]
 """``load(tenant, model, version)``: raises ModelNotFound if the version is gone."""
 
 
+def _prediction_failed(loaded: LoadedModel, err: BaseException) -> ModelUnavailable:
+    # The model's own failure: name its type only, its message may hold input values.
+    return ModelUnavailable(
+        f"model {loaded.model!r} version {loaded.version} failed to predict ({type(err).__name__}): "
+        "its feature schema may not match the estimator; retrain or roll back"
+    )
+
+
+def _answer(loaded: LoadedModel, predictions: Any) -> dict[str, Any]:
+    return {"predictions": np.asarray(predictions).tolist(), "model_version": loaded.version}
+
+
 def predict_rows(loaded: LoadedModel, rows: object) -> dict[str, Any]:
     """Validate ``rows`` against the schema and predict; the response body of ``POST /predict``."""
     matrix = np.asarray(loaded.schema.matrix(rows), dtype=np.float64)
     try:
         predictions = loaded.estimator.predict(matrix)
-    except Exception as err:  # the model's own failure: name its type only, the message may hold values
-        raise ModelUnavailable(
-            f"model {loaded.model!r} version {loaded.version} failed to predict ({type(err).__name__}): "
-            "its feature schema may not match the estimator; retrain or roll back"
-        ) from None
-    return {"predictions": np.asarray(predictions).tolist(), "model_version": loaded.version}
+    except Exception as err:
+        raise _prediction_failed(loaded, err) from None
+    return _answer(loaded, predictions)
 
 
 class Inference:
@@ -72,6 +82,7 @@ class Inference:
         self.cache = cache
         self._load = load
         self._refreshing: set[tuple[str, str]] = set()
+        self.batcher = MicroBatcher()
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- blocking ------------------------------------------------------------------------
@@ -104,10 +115,16 @@ class Inference:
         return loaded
 
     async def predict_async(self, tenant: str, model: str, rows: object) -> dict[str, Any]:
+        """Small requests: checked and predicted on the event loop, micro-batched with concurrent ones."""
         loaded = await self.model_for_async(tenant, model)
         if isinstance(rows, list) and len(rows) > INLINE_ROWS:
             return await asyncio.to_thread(predict_rows, loaded, rows)
-        return predict_rows(loaded, rows)
+        matrix = np.asarray(loaded.schema.matrix(rows), dtype=np.float64)
+        try:
+            predictions = await self.batcher.predict(loaded, loaded.estimator.predict, matrix)
+        except Exception as err:
+            raise _prediction_failed(loaded, err) from None
+        return _answer(loaded, predictions)
 
     async def drain(self) -> None:
         """Wait for background refreshes (used at shutdown and by tests)."""

@@ -43,7 +43,8 @@ class CheckpointStore(Protocol):
     def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint: ...
     def download_checkpoint(self, checkpoint: Checkpoint) -> bytes: ...
     def mirror(self, run_id: str, **values: object) -> None: ...
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None: ...
+    def record(self, run_id: str, tags: dict[str, object] | None = None,
+               metrics: dict[str, float] | None = None, step: int = 0) -> None: ...
 
 
 class ModelSink(Protocol):
@@ -185,10 +186,8 @@ class TrainingAttempt:
         self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)  # a fenced worker uploads nothing
         checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
         self.store.commit_checkpoint(lease.request_id, lease.epoch, lease.worker_uuid, checkpoint, _now())
-        self.store.heartbeat(lease.request_id, lease.epoch, lease.worker_uuid, step, trainer.total_steps, _now())
-        self._mirror(request, step=step, checkpoint_step=step)
-        if metrics:
-            self.checkpoints.log_metrics(run_id, metrics, step)
+        self.checkpoints.record(run_id, tags={"step": step, "checkpoint_step": step, "worker_uuid": lease.worker_uuid,
+                                              "epoch": lease.epoch}, metrics=metrics, step=step)
 
     def _register(self, request: TrainingRequest, trainer: Trainer, data: TrainingData) -> str:
         """Register exactly one version per request, even if a stale worker also gets here."""

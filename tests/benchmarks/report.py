@@ -38,8 +38,8 @@ def write_section(name: str, title: str, body: str, readme: Path = README) -> No
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
-    elif "## Benchmarks" in text:
-        text = text.replace("## Benchmarks", f"## Benchmarks\n\n{block}", 1)
+    elif "## Benchmarks" in text:  # the last section: new blocks go at its end
+        text = text.rstrip() + f"\n\n{block}\n"
     else:
         text = text.rstrip() + f"\n\n## Benchmarks\n\n{block}\n"
     readme.write_text(text)

@@ -50,8 +50,9 @@ class RunningPlatform:
         return self.connection.store.get_request(request_id)
 
     def wait_done(self, request_id: str, timeout_s: float = 240) -> TrainingRequest:
-        return wait_for(lambda: (r := self.request(request_id)).status.is_terminal and r, timeout_s,
-                        f"request {request_id} to end")
+        """Wait until the request has ended and its master has finalized it (promotion, clean-up)."""
+        return wait_for(lambda: (r := self.request(request_id)).status.is_terminal and r.finalized_at and r,
+                        timeout_s, f"request {request_id} to end")
 
 
 def classification_frame(rows: int = 20_000, features: int = 10, seed: int = 3) -> pd.DataFrame:
