@@ -83,7 +83,11 @@ def test_train_runs_and_run_show_through_the_command(up: dict[str, str], tmp_pat
     assert again["decision"] == "up_to_date"
 
     as_tenant = {**up, "TENANTML_API_KEY": created["api_key"]}
-    assert [r["tenant"] for r in json.loads(run(as_tenant, "runs", "--json").stdout)] == ["e2e-acme"]
+    visible = json.loads(run(as_tenant, "runs", "--json").stdout)
+    assert {r["request_id"] for r in visible} == {trained["request_id"], again["request_id"]}
+    assert {r["tenant"] for r in visible} == {"e2e-acme"}
+    other = run(as_tenant, "runs", "--tenant", "e2e-bad", "--json", check=False)
+    assert other.returncode != 0 and "not visible" in other.stderr
 
 
 @pytest.mark.parametrize(
