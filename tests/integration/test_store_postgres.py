@@ -10,9 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -28,10 +26,10 @@ from tenantml.domain.request import (
 )
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.errors import StaleEpoch
+from tests.support.postgres import temporary_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
-SERVER = "host=127.0.0.1 port=5432 user=postgres"
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 WORKER_A, WORKER_B = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -40,31 +38,10 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def _admin() -> psycopg.Connection:
-    errors = []
-    for dbname in ("postgres", "test"):
-        try:
-            return psycopg.connect(f"{SERVER} dbname={dbname}", autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as err:
-            errors.append(f"{dbname}: {err}")
-    pytest.fail(
-        "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres (trust auth), databases postgres/test: "
-        + "; ".join(errors)
-        + ". Start it (CI provides it), or deselect these tests with -m 'not postgres'.",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    name = "tenantml_test_" + uuid.uuid4().hex[:12]
-    with _admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with temporary_database() as name:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with _admin() as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.platform.connection import Connection
 from tenantml.platform.embedded import EmbeddedPlatform
-from tenantml.settings import Settings, load_settings
+from tenantml.settings import Settings
 from tenantml.training.submission import Admission, TrainingOrder, submit_training
 from tests.support.waiting import wait_for
 
@@ -70,7 +70,9 @@ def start_platform(settings: Settings) -> tuple[EmbeddedPlatform, RunningPlatfor
     except BaseException:
         embedded.stop()
         raise
-    connected = load_settings(home=settings.home, mlflow={"tracking_uri": state["mlflow_tracking_uri"]},
-                              prefect={"api_url": state["prefect_api_url"]})
+    connected = settings.model_copy(update={
+        "mlflow": settings.mlflow.model_copy(update={"tracking_uri": str(state["mlflow_tracking_uri"])}),
+        "prefect": settings.prefect.model_copy(update={"api_url": str(state["prefect_api_url"])}),
+    })
     return embedded, RunningPlatform(connected, Connection(connected), str(state["prefect_api_url"]),
                                      str(state["mlflow_tracking_uri"]))
