@@ -33,6 +33,7 @@ from typing import Any
 
 import bentoml
 import orjson
+from bentoml.exceptions import NotFound as BentoNotFound
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -76,16 +77,34 @@ class Runtime:
                 conn.execute(text("SELECT 1"))
             with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=2) as response:
                 return bool(response.status == 200)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any failure means "not ready"
             log.warning("not ready: %s", type(err).__name__)
             return False
 
 
-def _argument(name: str, default: str) -> str:
+def _flag(name: str) -> bool:
+    """A switch given as ``bentoml serve ... --arg <name>=false`` (benchmarks use them); on by default."""
     try:
-        return str(getattr(bentoml.use_arguments(), name, default))
-    except Exception:  # not running under `bentoml serve`
-        return default
+        value = str(getattr(bentoml.use_arguments(), name, "true"))
+    except Exception:  # noqa: BLE001 - not running under `bentoml serve`
+        return True
+    return value.lower() not in ("0", "false", "no", "off")
+
+
+class _WithoutTraceback(logging.Filter):
+    """Request-path errors are logged by type only: a traceback can quote the request (pydantic does)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            kind = type(record.exc_info[1]).__name__
+            record.msg = f"{record.msg} ({kind}; traceback withheld, it may quote request data)"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _withhold_request_tracebacks() -> None:
+    for name in ("bentoml._internal.server.http_app", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_WithoutTraceback())
 
 
 def _freeze_heap() -> None:
@@ -96,17 +115,20 @@ def _freeze_heap() -> None:
 def _load(models: Any, gc_freeze: bool, tenant: str, model: str, version: str) -> LoadedModel:
     """From the BentoML model store if imported there, else from the MLflow registry."""
     started = time.perf_counter()
-    loaded = _from_bento_store(tenant, model, version) or models.load(tenant, model, version)
+    loaded, source = _from_bento_store(tenant, model, version), "the BentoML model store"
+    if loaded is None:
+        loaded, source = models.load(tenant, model, version), "the MLflow registry"
     if gc_freeze:
         _freeze_heap()
-    log.info("loaded %s.%s version %s in %.0f ms", tenant, model, version, 1000 * (time.perf_counter() - started))
+    log.info("loaded %s.%s version %s from %s in %.0f ms", tenant, model, version, source,
+             1000 * (time.perf_counter() - started))
     return loaded
 
 
 def _from_bento_store(tenant: str, model: str, version: str) -> LoadedModel | None:
     try:
         stored = bentoml.models.get(bento_tag(tenant, model, version))
-    except bentoml.exceptions.NotFound:
+    except BentoNotFound:
         return None
     estimator = bentoml.sklearn.load_model(stored)
     schema = FeatureSchema.from_tag(stored.info.metadata["features"])
@@ -125,7 +147,9 @@ def runtime() -> Runtime:
     tracking_uri = Connection(settings).tracking_uri
     engine = create_database(settings.database_url, create_schema=False)
     models = MlflowModels(tracking_uri)
-    gc_freeze = _argument("gc_freeze", "true").lower() not in ("0", "false", "no", "off")
+    gc_freeze = _flag("gc_freeze")
+    logging.getLogger("tenantml").setLevel(logging.INFO)
+    _withhold_request_tracebacks()
     resolver = ChampionResolver(models.champion, serving.champion_refresh_s)
     cache: ModelCache[ModelKey, LoadedModel] = ModelCache(serving.model_cache_size)
     inference = Inference(resolver, cache, functools.partial(_load, models, gc_freeze))
@@ -138,7 +162,76 @@ def gate_config() -> GateConfig:
     return GateConfig(keys=current.keys, max_body_bytes=current.settings.serving.max_body_bytes)
 
 
-def _json(body: bytes, status: int = 200) -> Response:
+class _RequestTimeout:
+    """BentoML's request timeout (``traffic.timeout``), with its timer cancelled when the response starts.
+
+    BentoML 1.4's ``TimeoutMiddleware`` never cancels its ``loop.call_later`` timer, so every request
+    keeps its context (tracing span and all) alive for the whole timeout, 60 s by default: hundreds of
+    thousands of live objects under load, which every full garbage collection walks. That, not the
+    models, is most of BentoML's p99 tail. Same behaviour otherwise: 504 if no response starts in time.
+    """
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()
+        timer = loop.call_later(self.timeout, _expire, started)
+
+        async def send_and_mark(message: Any) -> None:
+            if not started.done():
+                started.set_result(None)
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, send_and_mark))
+        try:
+            await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
+            if started.done() and started.exception() is not None and task.cancel():
+                body = f'{{"error": "not able to process the request in {self.timeout} seconds"}}'.encode()
+                await Response(body, status_code=504, media_type="application/json")(scope, receive, send)
+                return
+            await task
+        finally:
+            timer.cancel()
+            if not started.done():
+                started.cancel()
+
+
+def _expire(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_exception(TimeoutError())
+
+
+PATCHED_BENTOML = "1.4.40"  # the version whose TimeoutMiddleware this replaces
+
+
+def _use_cancelling_timeout() -> None:
+    """Swap BentoML's timeout middleware for the one above (``--arg timeout_fix=false`` keeps BentoML's).
+
+    Only on the BentoML version it was written against: another version keeps its own middleware.
+    """
+    from bentoml._internal.server.http import traffic
+
+    if not _flag("timeout_fix") or not hasattr(traffic, "TimeoutMiddleware"):
+        return
+    if bentoml.__version__ != PATCHED_BENTOML:
+        logging.getLogger(__name__).warning(
+            "BentoML %s is not %s: keeping its own timeout middleware (expect a longer p99 tail)",
+            bentoml.__version__, PATCHED_BENTOML)
+        return
+    traffic.TimeoutMiddleware = _RequestTimeout  # type: ignore[misc,assignment]
+
+
+_use_cancelling_timeout()
+
+
+def _json(ctx: bentoml.Context, body: bytes, status: int = 200) -> Any:
+    ctx.response.status_code = status  # BentoML copies it onto the response we return
     return Response(body, status_code=status, media_type="application/json")
 
 
@@ -147,12 +240,22 @@ def _json(body: bytes, status: int = 200) -> Response:
     workers=1,
     traffic={"timeout": 60},
     http={"host": "127.0.0.1"},
+    # Per-request access lines and trace spans cost a third of a request's CPU; with no trace
+    # exporter configured the spans go nowhere, and one access line per prediction fills the log
+    # folder. Errors are still logged; Prometheus metrics stay on (/metrics).
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": ["/predict"]},
 )
 class TenantInference:
     """Predictions from each tenant's champion models; the tenant comes from the API key."""
 
     def __init__(self) -> None:
         self.runtime = runtime()
+        # Rows are checked finite by the feature schema: sklearn need not check again (this thread
+        # runs the small predictions; sklearn's configuration is per thread).
+        import sklearn
+
+        sklearn.set_config(assume_finite=True)
         self._ready_at = 0.0
         self._ready = False
         if self.runtime.gc_freeze:
@@ -165,8 +268,8 @@ class TenantInference:
         )
 
     @bentoml.api(route="/predict")
-    async def predict(self, model: str, rows: list[dict[str, Any]], ctx: bentoml.Context) -> Prediction:
-        """Predict ``rows`` with the champion version of the caller's ``model``."""
+    async def predict(self, model: str, rows: list[Any], ctx: bentoml.Context) -> Prediction:
+        """Predict ``rows`` (objects of feature values) with the champion version of the caller's ``model``."""
         tenant = getattr(ctx.request.state, TENANT_STATE, None) if ctx.request is not None else None
         try:
             if tenant is None:
@@ -176,11 +279,11 @@ class TenantInference:
             status = http_status(err)
             if status >= 500:
                 log.warning("tenant %s model %r: %s", tenant, model[:128], err)
-            return _json(error_body(err), status)  # type: ignore[return-value]
-        except Exception as err:
+            return _json(ctx, error_body(err), status)
+        except Exception as err:  # noqa: BLE001 - answer 500 without a traceback that may echo rows
             log.error("tenant %s model %r: unexpected %s", tenant, model[:128], type(err).__name__)
-            return _json(b'{"error": "internal error: see the service log"}', 500)  # type: ignore[return-value]
-        return _json(orjson.dumps(answer))  # type: ignore[return-value]
+            return _json(ctx, b'{"error": "internal error: see the service log"}', 500)
+        return _json(ctx, orjson.dumps(answer))
 
     async def __is_ready__(self) -> bool:
         now = time.monotonic()

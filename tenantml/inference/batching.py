@@ -60,7 +60,7 @@ class MicroBatcher:
             predictions = np.asarray(predict(matrix))
             if len(predictions) != len(matrix):
                 raise ValueError(f"{len(predictions)} predictions for {len(matrix)} rows")
-        except Exception as err:  # every request of the batch gets the model's error
+        except Exception as err:  # noqa: BLE001 - every request of the batch gets the model's error
             for future in batch.futures:
                 if not future.done():
                     future.set_exception(err)

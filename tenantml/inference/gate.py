@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - orjson comes with bentoml
     _loads = json.loads
     _DecodeError = json.JSONDecodeError
 
-__all__ = ["GateConfig", "TENANT_STATE", "TenantGate", "error_body"]
+__all__ = ["TENANT_STATE", "GateConfig", "TenantGate", "error_body"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -71,7 +71,7 @@ def predict_rows(loaded: LoadedModel, rows: object) -> dict[str, Any]:
     matrix = np.asarray(loaded.schema.matrix(rows), dtype=np.float64)
     try:
         predictions = loaded.estimator.predict(matrix)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - the model's own failure, whatever it is
         raise _prediction_failed(loaded, err) from None
     return _answer(loaded, predictions)
 
@@ -122,7 +122,7 @@ class Inference:
         matrix = np.asarray(loaded.schema.matrix(rows), dtype=np.float64)
         try:
             predictions = await self.batcher.predict(loaded, loaded.estimator.predict, matrix)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - the model's own failure, whatever it is
             raise _prediction_failed(loaded, err) from None
         return _answer(loaded, predictions)
 

@@ -18,13 +18,16 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -151,11 +154,11 @@ def _post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
 
 
 def start_target(name: str, command: list[str], env: Mapping[str, str], folder: Path, port: int, path: str,
-                 body: bytes, headers: dict[str, str], deadline_s: float = 180.0) -> Target:
+                 body: bytes, headers: dict[str, str], cwd: Path | None = None, deadline_s: float = 180.0) -> Target:
     """Start a server and time it until its first successful prediction (the cold start)."""
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    service = start_service(name, command, env, folder, folder)
+    service = start_service(name.split(" ")[0], command, env, folder, cwd or folder)
     url = f"http://127.0.0.1:{port}"
     while _post(url + path, body, headers) != 200:
         if not service.alive():
@@ -207,3 +210,182 @@ def _timed(what: str, action: Callable[[], object]) -> object:
     value = action()
     print(f"{what}: {time.monotonic() - started:.1f} s", flush=True)
     return value
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+def main() -> int:
+    import mlflow
+
+    from tenantml.adapters.database import create_database
+    from tenantml.adapters.store import Store
+    from tenantml.domain.tenant import hash_api_key, new_api_key
+    from tenantml.platform.serving_launcher import inference_command, inference_env
+    from tests.benchmarks.report import row, table, write_section
+    from tests.support.inference import FEATURES, PROJECT_DIR, register_model, rows_for, train_model
+    from tests.support.servers import start_mlflow
+
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="tenantml-bench-"))
+    (root / "mlflow").mkdir()
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    targets: list[Target] = []
+    tracking = _timed("MLflow server", lambda: start_mlflow(root / "mlflow"))
+    try:
+        uri = tracking.url  # type: ignore[attr-defined]
+        estimator, frame = train_model(7)
+        version, source = register_model(uri, "bench-a", "churn", estimator, frame)
+        database_url = f"sqlite:///{root / 'tenantml.db'}"
+        store = Store(create_database(database_url))
+        keys: dict[str, str] = {}
+
+        def add(tenant: str) -> str:
+            keys[tenant] = new_api_key()
+            store.add_tenant(tenant, hash_api_key(keys[tenant]), datetime.now(UTC))
+            return keys[tenant]
+
+        add("bench-a")
+        rows = rows_for(frame, 1)
+        ours_body = json.dumps({"model": "churn", "rows": rows}).encode()
+        ours_headers = {"Authorization": f"Bearer {keys['bench-a']}"}
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTML_")}
+        ours_env = {**base_env, "TENANTML_DATABASE__URL": database_url, "TENANTML_MLFLOW__TRACKING_URI": uri,
+                    "MLFLOW_TRACKING_URI": uri, "TENANTML_SERVING__MODEL_CACHE_SIZE": str(TENANTS_FOR_MEMORY + 16)}
+
+        def ours(name: str, folder: str, extra: list[str]) -> Target:
+            port = claim_port("inference", 0)
+            home = root / folder
+            home.mkdir()
+            env = inference_env({**ours_env, "TENANTML_HOME": str(home)}, home)
+            return start_target(name, inference_command(PROJECT_DIR, port, extra_args=extra), env, home / "logs", port,
+                                "/predict", ours_body, ours_headers)
+
+        targets.append(ours("tenantml (BentoML)", "ours", []))
+        port = claim_port("mlflow serve", 0)
+        targets.append(start_target(
+            "mlflow models serve",
+            [_bin("mlflow"), "models", "serve", "-m", f"models:/bench-a.churn/{version}", "--env-manager", "local",
+             "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+            {**base_env, "MLFLOW_TRACKING_URI": uri,  # it runs `uvicorn` from PATH
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"}, root / "mlflow-serve", port, "/invocations",
+            json.dumps({"dataframe_records": rows}).encode(), {},
+        ))
+        model_dir = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/bench-a.churn/{version}", dst_path=str(root / "model"), tracking_uri=uri)
+        port = claim_port("bare", 0)
+        targets.append(start_target(
+            "bare FastAPI+uvicorn",
+            [sys.executable, "-m", "uvicorn", "--factory", "tests.benchmarks.bare_endpoint:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+            {**base_env, "BENCH_MODEL_DIR": model_dir, "BENCH_FEATURES": json.dumps([n for n, _ in FEATURES])},
+            root / "bare", port, "/predict", json.dumps({"model": "churn", "rows": rows}).encode(), {},
+            cwd=PROJECT_DIR,
+        ))
+        targets.append(ours("tenantml, no gc.freeze", "ours-nofreeze", ["--arg", "gc_freeze=false"]))
+        targets.append(ours("tenantml, stock timeout", "ours-stock-timeout", ["--arg", "timeout_fix=false"]))
+        for target in targets:
+            print(f"cold start {target.name}: {target.cold_start_s:.1f} s", flush=True)
+        _check_same_predictions(targets, estimator, frame)
+
+        results = {c: best_of_rounds(pool, targets, c) for c in (1, 16)}
+        rss = {t.name: tree_rss_mb(t.service.pid) for t in targets}
+        stop_services([t.service for t in targets[1:]])  # memory below is ours alone
+
+        memory_before = tree_rss_mb(targets[0].service.pid)
+        tenants = [f"bench-{i:03d}" for i in range(TENANTS_FOR_MEMORY)]
+        for tenant in tenants:
+            register_model(uri, tenant, "churn", estimator, frame, source=source)
+            add(tenant)
+        failures = sum(
+            _post(targets[0].url + "/predict", ours_body, {"Authorization": f"Bearer {keys[t]}"}) != 200 for t in tenants
+        )
+        memory_after = tree_rss_mb(targets[0].service.pid)
+        print(f"{TENANTS_FOR_MEMORY} tenants' models: {memory_before:.0f} -> {memory_after:.0f} MB "
+              f"({failures} failures)", flush=True)
+    finally:
+        stop_services([t.service for t in targets])
+        tracking.stop()  # type: ignore[attr-defined]
+        pool.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+    body = _report(results, rss, targets, memory_before, memory_after, failures, row, table)
+    write_section("inference", "Inference: one BentoML service for all tenants vs `mlflow models serve`", body)
+    print(body)
+    print(f"benchmark took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _check_same_predictions(targets: list[Target], estimator: object, frame: object) -> None:
+    """Every server must answer like the model itself before its speed means anything."""
+    import numpy as np
+
+    from tests.support.inference import rows_for
+
+    rows = rows_for(frame, 20)  # type: ignore[arg-type]
+    expected = estimator.predict(np.asarray([[float(v) for v in r.values()] for r in rows])).tolist()  # type: ignore[attr-defined]
+    for target in targets:
+        body = (json.dumps({"dataframe_records": rows}) if target.path == "/invocations"
+                else json.dumps({"model": "churn", "rows": rows})).encode()
+        request = urllib.request.Request(target.url + target.path, data=body,
+                                         headers={"Content-Type": "application/json", **target.headers})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        if answer["predictions"] != expected:
+            raise RuntimeError(f"{target.name} predicts {answer['predictions']} instead of {expected}")
+
+
+def _report(results: dict[int, dict[str, LoadResult]], rss: dict[str, float], targets: list[Target],
+            memory_before: float, memory_after: float, failures: int,
+            row: Callable[..., list[str]], table: Callable[..., str]) -> str:
+    us, peer, bare, nofreeze, stock = (t.name for t in targets)
+    one, sixteen = results[1], results[16]
+    cold = {t.name: t.cold_start_s for t in targets}
+    rows = [
+        row("req/s, concurrency 1", one[us].rps, "req/s", peer, one[peer].rps, True),
+        row("req/s, concurrency 16", sixteen[us].rps, "req/s", peer, sixteen[peer].rps, True),
+        row("req/s, concurrency 1", one[us].rps, "req/s", bare, one[bare].rps, True),
+        row("req/s, concurrency 16", sixteen[us].rps, "req/s", bare, sixteen[bare].rps, True),
+        row("p50 latency, concurrency 1", one[us].p50_ms, "ms", peer, one[peer].p50_ms, False),
+        row("p99 latency, concurrency 1", one[us].p99_ms, "ms", peer, one[peer].p99_ms, False),
+        row("p99 latency, concurrency 16", sixteen[us].p99_ms, "ms", peer, sixteen[peer].p99_ms, False),
+        row("p99 latency, concurrency 1", one[us].p99_ms, "ms", nofreeze, one[nofreeze].p99_ms, False),
+        row("p99 latency, concurrency 16", sixteen[us].p99_ms, "ms", nofreeze, sixteen[nofreeze].p99_ms, False),
+        row("p99 latency, concurrency 1", one[us].p99_ms, "ms", stock, one[stock].p99_ms, False),
+        row("p99 latency, concurrency 16", sixteen[us].p99_ms, "ms", stock, sixteen[stock].p99_ms, False),
+        row("server CPU per request, concurrency 1", one[us].cpu_ms_per_request, "ms", bare,
+            one[bare].cpu_ms_per_request, False),
+        row("server CPU per request, concurrency 16", sixteen[us].cpu_ms_per_request, "ms", peer,
+            sixteen[peer].cpu_ms_per_request, False),
+        row("cold start (spawn to first prediction)", cold[us], "s", peer, cold[peer], False),
+        row("resident memory (process tree)", rss[us], "MB", peer, rss[peer], False),
+        row(f"resident memory, {TENANTS_FOR_MEMORY} tenants' models", memory_after, "MB",
+            f"{TENANTS_FOR_MEMORY} × {peer}", TENANTS_FOR_MEMORY * rss[peer], False),
+    ]
+    per_model = (memory_after - memory_before) / TENANTS_FOR_MEMORY
+    targets_met = [
+        ("≥ 3× mlflow models serve req/s at c=16", sixteen[us].rps >= 3 * sixteen[peer].rps,
+         f"{sixteen[us].rps / sixteen[peer].rps:.2f}×"),
+        ("p99 ≤ 15 ms at c=1", one[us].p99_ms <= 15, f"{one[us].p99_ms:.1f} ms"),
+        ("≥ 0.6× the bare endpoint's req/s at c=1", one[us].rps >= 0.6 * one[bare].rps,
+         f"{one[us].rps / one[bare].rps:.2f}×"),
+        ("≥ 0.6× the bare endpoint's req/s at c=16", sixteen[us].rps >= 0.6 * sixteen[bare].rps,
+         f"{sixteen[us].rps / sixteen[bare].rps:.2f}×"),
+    ]
+    lines = [f"- {name}: **{'met' if ok else 'missed'}** ({value})" for name, ok, value in targets_met]
+    intro = (
+        "One row per request, one worker per server, same model (scaled SGD classifier, 4 features), "
+        f"{ROUNDS} interleaved rounds of {DURATION_S:.0f} s per server and concurrency (best kept), "
+        "2-core machine shared with other work. `python -m tests.benchmarks.bench_inference`."
+    )
+    ablations = (
+        "`no gc.freeze` and `stock timeout` are our service with one fix turned off: the heap freeze after "
+        "loading, and the timeout middleware that cancels its timer (BentoML's keeps every request's context "
+        "alive for 60 s, which is what made full garbage collections slow)."
+    )
+    memory = (
+        f"{TENANTS_FOR_MEMORY} tenants' models cost {1024 * per_model:.0f} kB each in one service "
+        f"({memory_before:.0f} → {memory_after:.0f} MB, {failures} failed requests). Targets:"
+    )
+    return "\n".join([intro, "", table(rows), "", ablations, "", memory, "", *lines])
+
+if __name__ == "__main__":
+    sys.exit(main())

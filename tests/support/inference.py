@@ -30,8 +30,8 @@ from tenantml.platform.serving_launcher import start_inference
 
 __all__ = [
     "FEATURES",
-    "InferenceServer",
     "PROJECT_DIR",
+    "InferenceServer",
     "add_tenant",
     "register_model",
     "rows_for",
@@ -43,8 +43,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 FEATURES = (("age", "int64"), ("income", "float64"), ("member", "bool"), ("score", "float64"))
 
 
-def train_model(seed: int, n_rows: int = 400) -> tuple[Pipeline, pd.DataFrame]:
-    """A scaled SGD classifier (what ``sgd_classifier`` trains) on four mixed-type features."""
+def train_model(seed: int, n_rows: int = 400, ballast_mb: float = 0.0) -> tuple[Pipeline, pd.DataFrame]:
+    """A scaled SGD classifier (what ``sgd_classifier`` trains) on four mixed-type features.
+
+    ``ballast_mb`` adds an array of random floats to the estimator, to make its memory visible.
+    """
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
@@ -59,6 +62,8 @@ def train_model(seed: int, n_rows: int = 400) -> tuple[Pipeline, pd.DataFrame]:
     target = np.where((features - features.mean(axis=0)) / features.std(axis=0) @ weights > 0, "yes", "no")
     model = Pipeline([("scale", StandardScaler()), ("model", SGDClassifier(loss="log_loss", random_state=seed))])
     model.fit(features, target)
+    if ballast_mb:
+        model.ballast_ = rng.random(int(ballast_mb * 2**20 / 8))  # type: ignore[attr-defined]
     return model, frame
 
 
