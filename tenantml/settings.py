@@ -65,6 +65,10 @@ class PrefectSettings(_Section):
     small_workers: int = Field(default=2, ge=0, description="Process workers started for the small class")
     large_workers: int = Field(default=1, ge=0, description="Process workers started for the large class")
     runs_per_worker: int = Field(default=1, ge=1, description="Trainings one worker runs at once")
+    fork_server: bool = Field(
+        default=True,
+        description="Start flow runs by forking a process that has imported everything once (seconds faster)",
+    )
 
 
 class MlflowSettings(_Section):

@@ -143,6 +143,8 @@ class EmbeddedPlatform:
         self._deploy(env, logs)
 
         prefect_settings = settings.prefect
+        if prefect_settings.fork_server:
+            self._start_zygote(env, home)
         self._worker(env, "master-1", prefect_settings.master_pool, "default", 50)
         for worker_class, count in (("small", prefect_settings.small_workers), ("large", prefect_settings.large_workers)):
             for n in range(1, count + 1):
@@ -184,6 +186,18 @@ class EmbeddedPlatform:
                     log.warning("started new training masters for %s", ", ".join(restarted))
             except Exception:
                 log.warning("reconciler pass failed", exc_info=True)
+
+    def _start_zygote(self, env: dict[str, str], home: Path) -> None:
+        from tenantml.platform.zygote import socket_path
+
+        zygote = start_service("flow-run-zygote", [sys.executable, "-m", "tenantml.platform.zygote"], env,
+                               home / "logs", self.settings.project_dir)
+        self.services.append(zygote)
+        end = time.monotonic() + 120
+        while not socket_path(home).exists():
+            if not zygote.alive() or time.monotonic() > end:
+                raise PlatformError(f"the flow-run fork server did not start; see {zygote.log_path}")
+            time.sleep(0.1)
 
     def _deploy(self, env: dict[str, str], logs: Path) -> None:
         result = subprocess.run(
@@ -237,6 +251,8 @@ async def _create_work_pools(api_url: str, settings: Settings) -> None:
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
     template = json.loads((settings.project_dir / "infra" / "work-pools" / "process.json").read_text())
+    if settings.prefect.fork_server:  # flow runs start through the launcher, which uses the fork server
+        template["variables"]["properties"]["command"]["default"] = f"{sys.executable} -m tenantml.platform.launch"
     async with PrefectClient(api_url) as client:
         for pool in (settings.prefect.master_pool, settings.prefect.training_pool):
             await client.create_work_pool(

@@ -26,16 +26,28 @@ def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, every_s
 
 
 def flow_run_pid(flow_run_id: str) -> int | None:
-    """The pid of the process executing a flow run (the process worker sets PREFECT__FLOW_RUN_ID)."""
+    """The pid of the process executing a flow run.
+
+    The process worker starts the flow run's command with PREFECT__FLOW_RUN_ID set. That command
+    is either ``prefect.engine`` itself, or the launcher, whose flow run runs in a process forked
+    by the zygote, which records its pid under ``$TENANTML_HOME/run/flow-runs/``.
+    """
     needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in environ.split(b"\0") and b"prefect.engine" in cmdline:
+        if needle not in environ:
+            continue
+        if b"prefect.engine" in cmdline:
             return int(entry.name)
+        if b"tenantml.platform.launch" in cmdline:
+            homes = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"TENANTML_HOME=")]
+            record = Path(homes[0]) / "run" / "flow-runs" / f"{flow_run_id}.pid" if homes else None
+            if record is not None and record.exists():
+                return int(record.read_text())
     return None

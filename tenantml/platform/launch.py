@@ -1,0 +1,45 @@
+"""The command of a flow run on the local process pools: hand it to the zygote, or run it here.
+
+Kept free of heavy imports: it must start in milliseconds. See :mod:`tenantml.platform.zygote`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+
+def _fallback() -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])
+
+
+def main() -> None:
+    home = os.environ.get("TENANTML_HOME")
+    path = os.path.join(os.path.abspath(home), "run", "flow-runs.sock") if home else ""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        _fallback()
+    request = {"env": dict(os.environ), "cwd": os.getcwd(), "args": sys.argv[1:]}
+    socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: conn.sendall(str(number).encode()))
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = conn.recv(64)
+        if not chunk:  # the zygote died: the child died with it
+            os._exit(1)
+        reply += chunk
+    code = int(reply)
+    if code < 0:  # the child was killed: die the same way, so the worker reports what happened
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A fork server for flow runs: start each training flow run in milliseconds, not seconds.
+
+Prefect's process worker starts every flow run as a fresh interpreter that imports Prefect,
+scikit-learn, pandas and MLflow again: seconds before the first line of training runs. The zygote
+imports all of that once, then forks a child per flow run. The process worker still starts the
+flow run's command, but that command is :mod:`tenantml.platform.launch`, a launcher that hands
+its environment, working folder and standard streams to the zygote, relays signals, and exits
+with the child's status. Without a zygote the launcher runs ``prefect.engine`` itself.
+
+The zygote stays single-threaded (a fork copies only the calling thread): one selector loop
+accepts launchers, relays their signals and reaps children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+__all__ = ["pid_file", "serve", "socket_path"]
+
+PRELOAD = ("prefect.engine", "prefect.flow_engine", "flows.training_worker", "flows.training_master",
+           "tenantml.adapters.tracking", "tenantml.adapters.registry", "mlflow.sklearn")
+
+
+def socket_path(home: Path) -> Path:
+    return home / "run" / "flow-runs.sock"
+
+
+def pid_file(home: Path, flow_run_id: str) -> Path:
+    """Where the zygote records the pid of a flow run's process (for operators and tests)."""
+    return home / "run" / "flow-runs" / f"{flow_run_id}.pid"
+
+
+def _child(request: dict, fds: list[int]) -> None:  # type: ignore[type-arg]
+    """In the forked child: become the flow run's process, then exit with its status."""
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["prefect.engine", *request["args"]]
+    code = 1
+    try:
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve(home: Path) -> None:
+    for module in PRELOAD:
+        __import__(module)
+    path = socket_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "flow-runs").mkdir(exist_ok=True)
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ)
+    children: dict[int, tuple[socket.socket, Path | None]] = {}  # pid -> (launcher connection, pid file)
+    by_conn: dict[socket.socket, int] = {}
+    print(f"flow-run zygote ready on {path} (pid {os.getpid()})", flush=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for key, _ in selector.select(timeout=0.05):
+            if key.fileobj is server:
+                conn, _ = server.accept()
+                message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                request = json.loads(message)
+                pid = os.fork()
+                if pid == 0:
+                    server.close()
+                    conn.close()
+                    _child(request, fds)
+                for fd in fds:
+                    os.close(fd)
+                record = None
+                if flow_run_id := request["env"].get("PREFECT__FLOW_RUN_ID"):
+                    record = pid_file(home, flow_run_id)
+                    record.write_text(str(pid))
+                children[pid] = (conn, record)
+                by_conn[conn] = pid
+                selector.register(conn, selectors.EVENT_READ)
+            else:  # a launcher relays a signal, or went away
+                conn = key.fileobj  # type: ignore[assignment]
+                pid = by_conn[conn]
+                data = conn.recv(64)
+                try:
+                    os.kill(pid, int(data) if data else signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+                if not data:
+                    selector.unregister(conn)
+                    del by_conn[conn]
+        _reap(children, by_conn, selector)
+    for pid in list(children):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    path.unlink(missing_ok=True)
+
+
+def _reap(children: dict, by_conn: dict, selector: selectors.BaseSelector) -> None:  # type: ignore[type-arg]
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn, record = children.pop(pid)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        try:
+            conn.sendall(f"{code}\n".encode())
+        except OSError:
+            pass
+        if conn in by_conn:
+            selector.unregister(conn)
+            del by_conn[conn]
+        conn.close()
+        if record is not None:
+            record.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    serve(Path(os.environ["TENANTML_HOME"]).resolve())
