@@ -43,26 +43,21 @@ class Connection:
 
     @property
     def tracking_uri(self) -> str:
-        if self.settings.mlflow.tracking_uri:
-            return self.settings.mlflow.tracking_uri
-        state = read_platform_state(self.settings.home)
-        if state and state.get("mlflow_tracking_uri"):
-            return str(state["mlflow_tracking_uri"])
-        raise PlatformError(
-            f"no MLflow server: start the platform with `tenantml up` (home {self.settings.home}) "
-            "or set TENANTML_MLFLOW__TRACKING_URI"
-        )
+        return self._server(self.settings.mlflow.tracking_uri, "mlflow_tracking_uri", "MLflow", "TENANTML_MLFLOW__TRACKING_URI")
 
     @property
     def prefect_api_url(self) -> str:
-        if self.settings.prefect.api_url:
-            return self.settings.prefect.api_url
+        return self._server(self.settings.prefect.api_url, "prefect_api_url", "Prefect", "TENANTML_PREFECT__API_URL")
+
+    def _server(self, configured: str | None, state_key: str, what: str, variable: str) -> str:
+        """A configured address, else the running embedded platform's (from its state file)."""
+        if configured:
+            return configured
         state = read_platform_state(self.settings.home)
-        if state and state.get("prefect_api_url"):
-            return str(state["prefect_api_url"])
+        if state and state.get(state_key):
+            return str(state[state_key])
         raise PlatformError(
-            f"no Prefect server: start the platform with `tenantml up` (home {self.settings.home}) "
-            "or set TENANTML_PREFECT__API_URL"
+            f"no {what} server: start the platform with `tenantml up` (home {self.settings.home}) or set {variable}"
         )
 
     @cached_property
