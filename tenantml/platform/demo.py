@@ -30,7 +30,9 @@ def write_dataset(path: Path, rows: int, seed: int) -> None:
     import pandas as pd
     from sklearn.datasets import make_classification
 
-    features, labels = make_classification(n_samples=rows, n_features=10, n_informative=6, random_state=seed)
+    features, labels = make_classification(
+        n_samples=rows, n_features=10, n_informative=6, n_clusters_per_class=1, class_sep=1.2, random_state=seed
+    )
     frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
     frame["label"] = labels
     frame.to_csv(path, index=False)
@@ -43,14 +45,15 @@ def main() -> int:
     started = time.monotonic()
     print(f"tenantml demo: starting the embedded platform in {home} ...", flush=True)
     try:
-        state = platform.start(serve_inference=False)
+        state = platform.start()
         print(f"  up in {time.monotonic() - started:.1f} s. Prefect UI {state['prefect_ui_url']}  "
               f"MLflow UI {state['mlflow_tracking_uri']}", flush=True)
         settings = load_settings(home=home, mlflow={"tracking_uri": state["mlflow_tracking_uri"]})
         connection = Connection(settings)
-        request_ids = submit_all(connection, home, str(state["prefect_api_url"]))
+        request_ids, keys = submit_all(connection, home, str(state["prefect_api_url"]))
         finished = wait_all(connection, request_ids)
         print_summary(connection, finished)
+        predict_over_http(str(state["inference_url"]), finished, keys, home)
         failed = [r for r in finished if r.status.value != "completed"]
         return 1 if failed else 0
     finally:
@@ -58,14 +61,15 @@ def main() -> int:
         print(f"demo finished in {time.monotonic() - started:.1f} s; platform stopped.", flush=True)
 
 
-def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> list[str]:
+def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> tuple[list[str], dict[str, str]]:
     from tenantml.adapters.orchestration import submit_master
     from tenantml.training.submission import TrainingOrder, submit_training
 
-    ids = []
+    ids, keys = [], {}
     for tenant, model, algorithm, rows, seed in DEMO_TRAININGS:
         if not connection.store.tenant_exists(tenant):
-            connection.store.add_tenant(tenant, hash_api_key(new_api_key()), datetime.now(UTC))
+            keys[tenant] = new_api_key()
+            connection.store.add_tenant(tenant, hash_api_key(keys[tenant]), datetime.now(UTC))
         source = home / f"{tenant}-{model}.csv"
         write_dataset(source, rows, seed)
         connection.storage.add(tenant, source, f"{model}.csv")
@@ -76,7 +80,7 @@ def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> list
         submit_master({"request_id": admission.request_id}, f"master:{admission.request_id}", prefect_api_url)
         print(f"  submitted {tenant}/{model} ({algorithm}): request {admission.request_id}", flush=True)
         ids.append(admission.request_id)
-    return ids
+    return ids, keys
 
 
 def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 480):  # type: ignore[no-untyped-def]
@@ -110,6 +114,28 @@ def print_summary(connection, requests) -> None:  # type: ignore[no-untyped-def]
         if r.reason:
             print(f"    reason: {r.reason}")
     print("  registered models: " + ", ".join(f"{r.tenant}.{r.model}@champion" for r in requests if r.model_version))
+
+
+def predict_over_http(url: str, requests, keys: dict[str, str], home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ask the inference service for a prediction with each tenant's key, as a client would."""
+    import httpx
+    import pandas as pd
+
+    print(f"\n  inference at {url}:")
+    for r in requests:
+        rows = pd.read_csv(home / f"{r.tenant}-{r.model}.csv", nrows=3).drop(columns="label").to_dict("records")
+        response = httpx.post(f"{url}/predict", json={"model": r.model, "rows": rows},
+                              headers={"Authorization": f"Bearer {keys[r.tenant]}"}, timeout=60)
+        response.raise_for_status()
+        answer = response.json()
+        print(f"  POST /predict as {r.tenant}, model {r.model}: predictions {answer['predictions']} "
+              f"(version {answer['model_version']})")
+        other = next(t for t in keys if t != r.tenant)
+        refused = httpx.post(f"{url}/predict", json={"model": r.model, "rows": rows},
+                             headers={"Authorization": f"Bearer {keys[other]}"}, timeout=60)
+        print(f"  the same request with {other}'s key: HTTP {refused.status_code}")
+        if refused.status_code != 404:
+            raise RuntimeError(f"tenant isolation broken: {other} got HTTP {refused.status_code} for {r.tenant}'s model")
 
 
 if __name__ == "__main__":
