@@ -34,6 +34,7 @@ from tests.support.inference import (
     start_inference_server,
     train_model,
 )
+from tests.support.waiting import wait_for as poll
 
 pytestmark = pytest.mark.integration
 
@@ -73,11 +74,9 @@ class Served:
 
 
 def wait_for(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> float:
+    """Poll with a deadline (tests.support.waiting); returns how long it took."""
     started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > deadline_s:
-            raise AssertionError(f"{what} did not happen within {deadline_s} s")
-        time.sleep(0.05)
+    poll(check, deadline_s, what, every_s=0.05)
     return time.monotonic() - started
 
 
