@@ -77,7 +77,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  Inference:   {state['inference_url']}")
         print("Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
-            dead = [s.name for s in platform.services if not s.alive()]
+            # without the fork server, launchers start flow runs themselves: slower, not fatal
+            dead = [s.name for s in platform.services if not s.alive() and s.name != "flow-run-zygote"]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited; logs in {settings.home.resolve() / 'logs'}", file=sys.stderr)
                 return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -37,9 +38,14 @@ class TenantStorage:
         """Copy a file into the tenant's prefix; returns where it landed."""
         if not source.is_file():
             raise DatasetNotFound(str(source))
+        resolved = source.resolve()
+        if resolved.is_relative_to(self.root) and not resolved.is_relative_to(self.prefix(tenant)):
+            raise DatasetOutsideTenant(str(source), str(self.prefix(tenant)))  # another tenant's file
         destination = self.prefix(tenant) / (name or source.name)
         if not destination.resolve().is_relative_to(self.prefix(tenant)):
             raise DatasetOutsideTenant(str(name), str(self.prefix(tenant)))
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, destination)
+        partial = destination.with_name(f".{destination.name}.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, destination)  # a training reading the old file never sees half a new one
         return destination

@@ -21,7 +21,7 @@ MASTER_DEPLOYMENT = "training-master/default"
 
 _STATES = {
     StateType.SCHEDULED: RunState.WAITING,
-    StateType.PENDING: RunState.WAITING,
+    StateType.PENDING: RunState.RUNNING,  # a worker took it: it must start within start_timeout_s
     StateType.PAUSED: RunState.WAITING,
     StateType.RUNNING: RunState.RUNNING,
     StateType.CANCELLING: RunState.RUNNING,

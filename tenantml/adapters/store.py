@@ -173,11 +173,6 @@ class Store:
         """
         epoch = expected_epoch + 1
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(requests.c.step, requests.c.checkpoint_step).where(requests.c.id == request_id)
-            ).first()
-            if row is None:
-                raise NotFound(f"no training request {request_id!r}")
             result = conn.execute(
                 update(requests)
                 .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_ACTIVE))
@@ -192,7 +187,13 @@ class Store:
                 )
             )
             if result.rowcount != 1:
+                if conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first() is None:
+                    raise NotFound(f"no training request {request_id!r}")
                 raise StaleEpoch(request_id, expected_epoch)
+            # read after the fencing update: the replaced worker can no longer move these
+            row = conn.execute(
+                select(requests.c.step, requests.c.checkpoint_step).where(requests.c.id == request_id)
+            ).one()
             self._close_attempt(conn, request_id, expected_epoch, now, previous_end, previous_reason, row.step)
             number = conn.execute(select(attempts.c.number).where(attempts.c.request_id == request_id)).all()
             conn.execute(

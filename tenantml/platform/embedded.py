@@ -8,6 +8,7 @@ record. A failure at any point stops whatever was already started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -190,6 +191,7 @@ class EmbeddedPlatform:
     def _start_zygote(self, env: dict[str, str], home: Path) -> None:
         from tenantml.platform.zygote import socket_path
 
+        socket_path(home).unlink(missing_ok=True)  # a stale socket must not look like a ready server
         zygote = start_service("flow-run-zygote", [sys.executable, "-m", "tenantml.platform.zygote"], env,
                                home / "logs", self.settings.project_dir)
         self.services.append(zygote)
@@ -243,7 +245,35 @@ class EmbeddedPlatform:
         pid = int(str(state.get("supervisor_pid", 0)))
         if pid and psutil.pid_exists(pid) and pid != os.getpid():
             raise PlatformError(f"a platform is already running on home {home} (pid {pid}): stop it first")
-        state_file(home).unlink(missing_ok=True)  # left by a platform that died
+        # left by a platform that died: stop what it started that still runs on this home's files
+        leftovers = []
+        for name, child in dict(state.get("pids", {})).items():  # type: ignore[call-overload]
+            try:
+                process = psutil.Process(int(child))
+                if any(word in " ".join(process.cmdline()) for word in ("prefect", "mlflow", "bentoml", "tenantml")):
+                    leftovers.append(Service(name, _Adopted(process), home / "logs" / f"{name}.log"))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+                continue
+        if leftovers:
+            log.warning("stopping %s left running by a platform that died", ", ".join(s.name for s in leftovers))
+            stop_services(leftovers)
+        state_file(home).unlink(missing_ok=True)
+
+
+class _Adopted:
+    """A process this platform did not start, looked at through the little of Popen that stopping needs."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.pid, self._process = process.pid, process
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return None if self._process.is_running() else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._process.wait(timeout)
+        return 0
 
 
 async def _create_work_pools(api_url: str, settings: Settings) -> None:

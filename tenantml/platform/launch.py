@@ -27,16 +27,17 @@ def main() -> None:
     request = {"env": dict(os.environ), "cwd": os.getcwd(), "args": sys.argv[1:]}
     socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda number, _frame: conn.sendall(str(number).encode()))
+        signal.signal(sig, lambda number, _frame: conn.sendall(f"{number}\n".encode()))
     reply = b""
     while not reply.endswith(b"\n"):
         chunk = conn.recv(64)
-        if not chunk:  # the zygote died: the child died with it
+        if not chunk:  # the zygote died; `tenantml up` stops its children by process group
             os._exit(1)
         reply += chunk
     code = int(reply)
     if code < 0:  # the child was killed: die the same way, so the worker reports what happened
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot (and need not) be reset
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     os._exit(code)
 

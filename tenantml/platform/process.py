@@ -83,10 +83,22 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop_services(services: Sequence[Service], grace_s: float = 10.0) -> None:
-    """SIGTERM each service and everything it started, wait, then SIGKILL what is left."""
+    """SIGTERM each service and everything it started, wait, then SIGKILL what is left.
+
+    Each service leads its own process group, so children it lost track of (re-parented after it
+    died) are signalled too.
+    """
     processes: list[psutil.Process] = []
     for service in services:
+        _signal_group(service.pid, signal.SIGTERM)
         tree = _tree(service.pid)
         processes.extend(tree)
         for proc in tree:
@@ -102,6 +114,7 @@ def stop_services(services: Sequence[Service], grace_s: float = 10.0) -> None:
             pass
     psutil.wait_procs(alive, timeout=5)
     for service in services:
+        _signal_group(service.pid, signal.SIGKILL)
         try:
             service.process.wait(timeout=1)
         except subprocess.TimeoutExpired:

@@ -13,13 +13,16 @@ accepts launchers, relays their signals and reaps children.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
 import runpy
 import selectors
 import signal
 import socket
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -38,8 +41,10 @@ def pid_file(home: Path, flow_run_id: str) -> Path:
     return home / "run" / "flow-runs" / f"{flow_run_id}.pid"
 
 
-def _child(request: dict, fds: list[int]) -> None:  # type: ignore[type-arg]
+def _child(request: dict, fds: list[int], inherited: list) -> None:  # type: ignore[type-arg]
     """In the forked child: become the flow run's process, then exit with its status."""
+    for resource in inherited:  # other launchers' connections, the listening socket, the selector
+        resource.close()
     for target, fd in zip((0, 1, 2), fds, strict=True):
         os.dup2(fd, target)
         os.close(fd)
@@ -48,6 +53,9 @@ def _child(request: dict, fds: list[int]) -> None:  # type: ignore[type-arg]
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()  # Prefect read its settings when the zygote imported it
     sys.argv = ["prefect.engine", *request["args"]]
     code = 1
     try:
@@ -58,7 +66,10 @@ def _child(request: dict, fds: list[int]) -> None:  # type: ignore[type-arg]
     except BaseException:
         traceback.print_exc()
     finally:
-        try:
+        try:  # what a normal interpreter exit does: Prefect drains its log and event workers here
+            threading._shutdown()  # type: ignore[attr-defined]
+            atexit._run_exitfuncs()
+            logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -88,44 +99,63 @@ def serve(home: Path) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopping:
-        for key, _ in selector.select(timeout=0.05):
-            if key.fileobj is server:
-                conn, _ = server.accept()
-                message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-                request = json.loads(message)
-                pid = os.fork()
-                if pid == 0:
-                    server.close()
-                    conn.close()
-                    _child(request, fds)
-                for fd in fds:
-                    os.close(fd)
-                record = None
-                if flow_run_id := request["env"].get("PREFECT__FLOW_RUN_ID"):
-                    record = pid_file(home, flow_run_id)
-                    record.write_text(str(pid))
-                children[pid] = (conn, record)
-                by_conn[conn] = pid
-                selector.register(conn, selectors.EVENT_READ)
-            else:  # a launcher relays a signal, or went away
-                conn = key.fileobj  # type: ignore[assignment]
-                pid = by_conn[conn]
-                data = conn.recv(64)
+    try:
+        while not stopping:
+            for key, _ in selector.select(timeout=0.05):
                 try:
-                    os.kill(pid, int(data) if data else signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-                if not data:
-                    selector.unregister(conn)
-                    del by_conn[conn]
-        _reap(children, by_conn, selector)
-    for pid in list(children):
+                    if key.fileobj is server:
+                        _accept(server, selector, children, by_conn, home)
+                    else:
+                        _relay(key.fileobj, selector, by_conn)  # type: ignore[arg-type]
+                except Exception:  # one bad launcher must not take the fork server down
+                    traceback.print_exc()
+            _reap(children, by_conn, selector)
+    finally:
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        path.unlink(missing_ok=True)
+
+
+def _accept(server: socket.socket, selector: selectors.BaseSelector, children: dict, by_conn: dict,  # type: ignore[type-arg]
+            home: Path) -> None:
+    conn, _ = server.accept()
+    message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    if not message or len(fds) != 3:  # the launcher went away before it asked
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return
+    request = json.loads(message)
+    pid = os.fork()
+    if pid == 0:
+        _child(request, fds, [server, conn, *by_conn, selector])
+    for fd in fds:
+        os.close(fd)
+    record = None
+    if flow_run_id := request["env"].get("PREFECT__FLOW_RUN_ID"):
+        record = pid_file(home, flow_run_id)
+        record.write_text(str(pid))
+    children[pid] = (conn, record)
+    by_conn[conn] = pid
+    selector.register(conn, selectors.EVENT_READ)
+
+
+def _relay(conn: socket.socket, selector: selectors.BaseSelector, by_conn: dict) -> None:  # type: ignore[type-arg]
+    """A launcher relays signals, one number a line; when it goes away, its child goes too."""
+    pid = by_conn[conn]
+    data = conn.recv(256)
+    numbers = [int(n) for n in data.split()] if data else [signal.SIGKILL]
+    for number in numbers:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            os.kill(pid, number)
+        except (ProcessLookupError, OSError):
             pass
-    path.unlink(missing_ok=True)
+    if not data:
+        selector.unregister(conn)
+        del by_conn[conn]
 
 
 def _reap(children: dict, by_conn: dict, selector: selectors.BaseSelector) -> None:  # type: ignore[type-arg]

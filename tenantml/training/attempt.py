@@ -14,6 +14,7 @@ more is written. Failures are classified so the master knows what to do next:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -50,8 +51,6 @@ class CheckpointStore(Protocol):
 class ModelSink(Protocol):
     def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str: ...
     def register(self, tenant: str, model: str, model_uri: str, run_id: str, tags: dict[str, object]) -> str: ...
-    def versions_for_request(self, tenant: str, model: str, request_id: str) -> list[str]: ...
-    def version_tags(self, tenant: str, model: str, version: str) -> dict[str, str]: ...
     def delete_version(self, tenant: str, model: str, version: str) -> None: ...
 
 
@@ -79,7 +78,7 @@ class _Heartbeat(threading.Thread):
         self.store, self.lease, self.interval_s = store, lease, interval_s
         self.step, self.total = 0, 0
         self.fenced = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def beat(self) -> None:
         try:
@@ -90,11 +89,11 @@ class _Heartbeat(threading.Thread):
             log.warning("heartbeat failed", exc_info=True)
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s) and not self.fenced.is_set():
+        while not self._halt.wait(self.interval_s) and not self.fenced.is_set():
             self.beat()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class TrainingAttempt:
@@ -190,17 +189,20 @@ class TrainingAttempt:
                                               "epoch": lease.epoch}, metrics=metrics, step=step)
 
     def _register(self, request: TrainingRequest, trainer: Trainer, data: TrainingData) -> str:
-        """Register exactly one version per request, even if a stale worker also gets here."""
+        """Register this attempt's version, then claim completion with a fenced write.
+
+        A worker never deletes another attempt's version: a stale one could delete the winner's.
+        A refused completion deletes only its own version; the master's finalization removes any
+        other version of the request that is not the one the request completed with.
+        """
         lease, spec = self.lease, request.spec
         run_id = request.mlflow_run_id or ""
         import pandas as pd
 
         sample = pd.DataFrame(data.features[:5], columns=list(data.feature_names))
+        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
         model_uri = self.models.log_model(run_id, trainer.estimator, sample, lease.epoch)
         self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
-        for earlier in self.models.versions_for_request(spec.tenant, spec.model, request.id):
-            if self.models.version_tags(spec.tenant, spec.model, earlier).get("tenantml.epoch") != str(lease.epoch):
-                self.models.delete_version(spec.tenant, spec.model, earlier)  # left by a replaced worker
         metrics = trainer.final_metrics()
         version = self.models.register(
             spec.tenant,
@@ -219,7 +221,8 @@ class TrainingAttempt:
         try:
             self.store.complete(lease.request_id, lease.epoch, lease.worker_uuid, version, metrics, _now())
         except StaleEpoch:
-            self.models.delete_version(spec.tenant, spec.model, version)
+            with contextlib.suppress(Exception):  # the fence is the outcome; finalization removes strays
+                self.models.delete_version(spec.tenant, spec.model, version)
             raise
         self._mirror(request, status=RequestStatus.COMPLETED.value, model_version=version)
         return version

@@ -23,6 +23,7 @@ class Completion:
 
     def finalize(self, request: TrainingRequest) -> None:
         run_id = request.mlflow_run_id
+        self.remove_strays(request)
         if request.status is RequestStatus.COMPLETED and request.model_version:
             self.promote(request)
         if run_id:
@@ -31,6 +32,16 @@ class Completion:
                 self.tracking.end_run(run_id, request.status.value)
             if request.status is RequestStatus.COMPLETED:
                 self.tracking.prune_checkpoints(run_id, request.checkpoint, self.retention)
+
+    def remove_strays(self, request: TrainingRequest) -> None:
+        """Exactly one version per request: delete any a replaced worker registered before it was fenced."""
+        if request.status not in (RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.CANCELLED):
+            return
+        for version in self.registry.versions_for_request(request.tenant, request.model, request.id):
+            if version != request.model_version:
+                log.warning("request %s: deleting stray version %s of %s.%s", request.id, version,
+                            request.tenant, request.model)
+                self.registry.delete_version(request.tenant, request.model, version)
 
     def promote(self, request: TrainingRequest) -> None:
         tenant, model, version = request.tenant, request.model, request.model_version or ""

@@ -96,6 +96,11 @@ class Supervisor:
             if not self.store.master_heartbeat(request_id, master_id, _now()):
                 log.warning("request %s was taken over by another master; this one stops", request_id)
                 return request
+            attempt = request.current_attempt
+            if attempt is not None and attempt.flow_run_id is None and attempt.end is None:
+                self._dispatch(request.id, attempt.worker_uuid, attempt.epoch, attempt.worker_class)  # retry
+                self.sleep(self.settings.watch_interval_s)
+                continue
             event = self.detect(request)
             if event is not None:
                 self.fail_over(request, event)
@@ -162,6 +167,11 @@ class Supervisor:
         self._dispatch(request.id, worker_uuid, epoch, worker_class)
 
     def _dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> None:
-        flow_run_id = self.dispatcher.dispatch(request_id, worker_uuid, epoch, worker_class)
+        """Start the attempt's worker run; on an API error the watch loop tries again (same idempotency key)."""
+        try:
+            flow_run_id = self.dispatcher.dispatch(request_id, worker_uuid, epoch, worker_class)
+        except Exception as err:
+            log.warning("request %s: dispatching epoch %s failed (%s); retrying", request_id, epoch, err)
+            return
         self.store.set_attempt_flow_run(request_id, epoch, flow_run_id)
         self._seen, self._seen_at = None, self.clock()

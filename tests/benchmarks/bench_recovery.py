@@ -69,7 +69,7 @@ def measure_ours(platform: RunningPlatform) -> dict[str, list[float]]:
             results["hang_fenced"].append(attempt.started_at.timestamp() - failed_at)
             results["hang_running"].append(running)
             os.kill(pid, signal.SIGKILL)  # free the hung worker's slot for the next sample
-        epoch = attempt.epoch
+        epoch = request.epoch  # the next sample fails the attempt that replaced this one
     final = platform.request(admission.request_id)
     steps_per_s = _steps_per_second(final)
     results["redone_s"] = [final.steps_redone(a) / steps_per_s for a in final.attempts[1:]]

@@ -4,6 +4,7 @@ streams, environment and exit status; without a fork server the launcher runs th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,3 +52,23 @@ def test_launcher_runs_the_engine_itself_without_a_fork_server(tmp_path: Path) -
     result = _launch(tmp_path)
     assert result.returncode == 1
     assert "Invalid flow run id" in result.stderr
+
+
+def test_a_killed_flow_run_kills_its_launcher_with_the_same_signal(zygote: tuple[Path, Service]) -> None:
+    home, _ = zygote
+    flow_run_id = "00000000-0000-4000-8000-000000000001"
+    env = {**os.environ, "TENANTML_HOME": str(home), "PREFECT__FLOW_RUN_ID": flow_run_id}
+    # `python -c` as the "engine" arguments would not do: the launcher always runs prefect.engine, which
+    # looks the run up in the API; point it at a closed port so it blocks retrying, then kill it.
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    launcher = subprocess.Popen([sys.executable, "-m", "tenantml.platform.launch"], env=env, cwd=PROJECT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        record = home / "run" / "flow-runs" / f"{flow_run_id}.pid"
+        wait_for(record.exists, 60, "the zygote to record the flow run's pid")
+        os.kill(int(record.read_text()), signal.SIGKILL)
+        assert launcher.wait(timeout=60) == -signal.SIGKILL
+        wait_for(lambda: not record.exists(), 30, "the pid file to be removed")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()

@@ -102,3 +102,13 @@ def test_add_refuses_a_name_outside_the_prefix_and_a_missing_source(storage: Ten
     assert (storage.prefix("globex") / "data.csv").read_text() == "x,y\n1,2\n"
     with pytest.raises(DatasetNotFound, match="absent.csv"):
         storage.add("acme", tmp_path / "absent.csv")
+
+
+def test_adding_another_tenants_stored_file_is_refused(tmp_path: Path) -> None:
+    storage = TenantStorage(tmp_path / "datasets")
+    theirs = storage.prefix("globex") / "secret.csv"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("x,label\n1,0\n")
+    with pytest.raises(DatasetOutsideTenant, match="secret.csv"):
+        storage.add("acme", theirs)
+    assert not (storage.prefix("acme") / "secret.csv").exists()

@@ -180,7 +180,9 @@ def test_idempotency_key_of_another_tenant_is_not_revealed(
     first = submit_training(store, storage, replace(order, idempotency_key="order-17"), NOW)
     other = tenant_name + "-b"
     store.add_tenant(other, hash_api_key(new_api_key()), NOW)
-    storage.add(other, storage.prefix(tenant_name) / "data.csv")
+    outside = storage.root.parent / "upload.csv"
+    outside.write_bytes((storage.prefix(tenant_name) / "data.csv").read_bytes())
+    storage.add(other, outside, "data.csv")
     with pytest.raises(InvalidRequest, match="order-17") as caught:
         submit_training(store, storage, replace(order, tenant=other, idempotency_key="order-17"), NOW)
     assert first.request_id not in str(caught.value)
