@@ -8,21 +8,21 @@ same kind of compare-and-set on the epoch, so two masters can never both start a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests, tenants
+from tenantml.adapters.rows import to_attempt, to_request
 from tenantml.domain.request import (
     Attempt,
     AttemptEnd,
     Checkpoint,
     RequestStatus,
     TrainingRequest,
-    TrainingSpec,
     WorkerClass,
 )
 from tenantml.errors import InvalidRequest, NotFound, StaleEpoch
@@ -36,12 +36,6 @@ _WORKING = [RequestStatus.RUNNING.value, RequestStatus.RESUMING.value]
 class TenantExists(InvalidRequest):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"tenant {tenant!r} already exists: choose another name")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 class Store:
@@ -388,64 +382,6 @@ class Store:
                 else []
             )
         by_request: dict[str, list[Attempt]] = {}
-        for a in attempt_rows:
-            by_request.setdefault(a.request_id, []).append(
-                Attempt(
-                    number=a.number,
-                    epoch=a.epoch,
-                    worker_uuid=a.worker_uuid,
-                    worker_class=WorkerClass(a.worker_class),
-                    started_at=_utc(a.started_at),  # type: ignore[arg-type]
-                    flow_run_id=a.flow_run_id,
-                    running_at=_utc(a.running_at),
-                    ended_at=_utc(a.ended_at),
-                    end=AttemptEnd(a.end) if a.end else None,
-                    reason=a.reason,
-                    resume_step=a.resume_step,
-                    end_step=a.end_step,
-                )
-            )
-        return [_to_request(row, by_request.get(row.id, [])) for row in rows]
-
-
-def _to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingRequest:
-    checkpoint = (
-        Checkpoint(uri=row.checkpoint_uri, step=row.checkpoint_step, sha256=row.checkpoint_sha256)
-        if row.checkpoint_uri
-        else None
-    )
-    return TrainingRequest(
-        id=row.id,
-        spec=TrainingSpec(
-            tenant=row.tenant,
-            model=row.model,
-            dataset=row.dataset,
-            target=row.target,
-            algorithm=row.algorithm,
-            params=dict(row.params or {}),
-            dataset_fingerprint=row.dataset_fingerprint,
-            promotion=row.promotion,
-        ),
-        status=RequestStatus(row.status),
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
-        idempotency_key=row.idempotency_key,
-        force=row.force,
-        reason=row.reason,
-        epoch=row.epoch,
-        worker_uuid=row.worker_uuid,
-        worker_class=WorkerClass(row.worker_class),
-        heartbeat_at=_utc(row.heartbeat_at),
-        step=row.step,
-        total_steps=row.total_steps,
-        checkpoint=checkpoint,
-        mlflow_run_id=row.mlflow_run_id,
-        master_flow_run_id=row.master_flow_run_id,
-        master_heartbeat_at=_utc(row.master_heartbeat_at),
-        move_requested=row.move_requested,
-        model_version=row.model_version,
-        metrics=dict(row.metrics or {}),
-        finished_at=_utc(row.finished_at),
-        finalized_at=_utc(row.finalized_at),
-        attempts=list(request_attempts),
-    )
+        for attempt_row in attempt_rows:
+            by_request.setdefault(attempt_row.request_id, []).append(to_attempt(attempt_row))
+        return [to_request(row, by_request.get(row.id, [])) for row in rows]
