@@ -162,7 +162,9 @@ class TrainingAttempt:
     def _train(self, request: TrainingRequest, trainer: Trainer, heartbeat: _Heartbeat) -> None:
         lease, total = self.lease, trainer.total_steps
         interval = self.settings.checkpoint_interval_s
-        last_commit = time.monotonic()
+        # Snapshots are taken when a commit starts; start the next one early by what a commit
+        # costs, so that a failure never loses more than one interval of training.
+        last_commit, commit_cost = time.monotonic(), 0.0
         metrics: dict[str, float] = {}
         while trainer.completed_steps < total:
             if heartbeat.fenced.is_set():
@@ -172,9 +174,10 @@ class TrainingAttempt:
                 raise _Preempted(trainer.completed_steps)
             metrics = trainer.advance()
             heartbeat.step = trainer.completed_steps
-            if time.monotonic() - last_commit >= interval:
+            started = time.monotonic()
+            if started - last_commit >= interval - commit_cost:
                 self._commit(request, trainer, metrics)
-                last_commit = time.monotonic()
+                last_commit, commit_cost = started, time.monotonic() - started
             self.on_progress(trainer.completed_steps, total)
         self._commit(request, trainer, metrics)
 
