@@ -81,7 +81,8 @@ class MlflowSettings(_Section):
 class TrainingSettings(_Section):
     heartbeat_interval_s: float = Field(default=1.0, gt=0, description="How often a worker sends a heartbeat")
     heartbeat_timeout_s: float = Field(
-        default=5.0, gt=0, description="A worker silent this long is presumed lost and fenced off"
+        default=3.0, gt=0,
+        description="A worker whose heartbeat has not changed for this long is presumed lost and fenced off",
     )
     start_timeout_s: float = Field(
         default=120.0, gt=0, description="How long a started attempt may take to send its first heartbeat"

@@ -55,10 +55,15 @@ def measure_ours(platform: RunningPlatform) -> dict[str, list[float]]:
     admission = platform.submit(tenant, dataset, model="recovery", epochs=100_000)
     interval = platform.settings.training.checkpoint_interval_s
     results: dict[str, list[float]] = {"kill": [], "hang_fenced": [], "hang_running": [], "redone_s": []}
+    rates: list[float] = []
     epoch = 0
     for kind in ["kill"] * SAMPLES + ["hang"] * SAMPLES:
         request, pid = _running_attempt(platform, admission.request_id, epoch)
+        before = (time.monotonic(), platform.request(admission.request_id).step)
         time.sleep(random.uniform(0, interval))  # fail at a random point of the checkpoint interval
+        after = (time.monotonic(), platform.request(admission.request_id).step)
+        if after[0] - before[0] > 1.0 and after[1] > before[1]:  # the healthy worker's own pace
+            rates.append((after[1] - before[1]) / (after[0] - before[0]))
         failed_at = time.time()
         os.kill(pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
         after = wait_for(
@@ -74,17 +79,11 @@ def measure_ours(platform: RunningPlatform) -> dict[str, list[float]]:
             os.kill(pid, signal.SIGKILL)  # free the hung worker's slot for the next sample
         epoch = request.epoch  # the next sample fails the attempt that replaced this one
     final = platform.request(admission.request_id)
-    steps_per_s = _steps_per_second(final)
+    steps_per_s = statistics.median(rates)
     results["redone_s"] = [final.steps_redone(a) / steps_per_s for a in final.attempts[1:]]
     platform.connection.store.finish(final.id, final.epoch, final.status.__class__("cancelled"),
                                      __import__("datetime").datetime.now(__import__("datetime").UTC), "benchmark over")
     return results
-
-
-def _steps_per_second(request: TrainingRequest) -> float:
-    rates = [((a.end_step or 0) - a.resume_step) / (a.ended_at - a.running_at).total_seconds()
-             for a in request.attempts if a.ended_at and a.running_at and a.end_step]
-    return statistics.median(r for r in rates if r > 0)
 
 
 def measure_peer(platform: RunningPlatform, home: Path) -> dict[str, list[float]]:
