@@ -238,8 +238,8 @@ def main() -> None:
     ]
     body = table(rows) + (
         f"\n\n{SAMPLES} kills and {SAMPLES} hangs (SIGKILL / SIGSTOP of the worker's flow-run process at a random "
-        f"point of the checkpoint interval) of one long sgd_classifier training; the peer had {SAMPLES} kills and "
-        f"{PEER_HANG_SAMPLES} hangs, each after the run's first heartbeat (a run that hangs before its first heartbeat "
+        f"point of the checkpoint interval) of one long sgd_classifier training; the peer had {len(peer['kill'])} kills and "
+        f"{len(peer.get('hang', [])) + len(peer.get('hang_undetected', []))} hang(s), each after the run's first heartbeat (a run that hangs before its first heartbeat "
         "is never detected by the documented automation). Both use 1 s worker polling on the same Prefect server; "
         "the peer restarts from scratch (it has no checkpoints). Fenced writes accepted from replaced workers: 0 "
         "(asserted by tests/integration/test_failover.py)."
