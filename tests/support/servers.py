@@ -36,13 +36,7 @@ def start_mlflow(folder: Path) -> RunningServer:
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env, folder, folder,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(service, f"{url}/health", 120)
-    except BaseException:
-        stop_services([service])
-        raise
-    return RunningServer(url, service, folder)
+    return _healthy_or_stopped(service, f"http://127.0.0.1:{port}", folder)
 
 
 def start_prefect(folder: Path) -> RunningServer:
@@ -53,7 +47,11 @@ def start_prefect(folder: Path) -> RunningServer:
         "prefect-server", [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env, folder, folder,
     )
-    url = f"http://127.0.0.1:{port}/api"
+    return _healthy_or_stopped(service, f"http://127.0.0.1:{port}/api", folder)
+
+
+def _healthy_or_stopped(service: Service, url: str, folder: Path) -> RunningServer:
+    """Wait for ``url``/health; a server that never gets there is stopped before the error rises."""
     try:
         wait_healthy(service, f"{url}/health", 120)
     except BaseException:
