@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tenantml.platform.demo
+	$(PY) -m tenantml.local.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

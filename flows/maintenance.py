@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 
 from tenantml.adapters.orchestration import submit_master
-from tenantml.platform.connection import Connection
+from tenantml.bootstrap import Connection
 from tenantml.settings import load_settings
-from tenantml.training.reconciler import reconcile
+from tenantml.services.reconcile import reconcile
 
 
 @flow(name="training-reconciler")

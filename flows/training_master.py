@@ -16,10 +16,10 @@ from prefect.states import Completed, Failed
 
 from tenantml.adapters.orchestration import PrefectDispatcher
 from tenantml.domain.request import RequestStatus, TrainingRequest
-from tenantml.platform.connection import Connection
+from tenantml.bootstrap import Connection
 from tenantml.settings import load_settings
-from tenantml.training.history import attempt_rows
-from tenantml.training.supervisor import Supervisor
+from tenantml.services.history import attempt_rows
+from tenantml.services.master import Supervisor
 
 # MLflow and scikit-learn stay out of this module's imports: a master starts in a fresh process,
 # and every second it spends importing is a second before the first worker is dispatched.
@@ -32,7 +32,7 @@ class _LazyCompletion:
         self.connection, self.retention = connection, retention
 
     def finalize(self, request: TrainingRequest) -> None:
-        from tenantml.training.completion import Completion
+        from tenantml.services.finalize import Completion
 
         Completion(self.connection.tracking, self.connection.registry, self.retention).finalize(request)
 
@@ -63,7 +63,7 @@ def training_master(
     settings = load_settings()
     connection = Connection(settings)
     if request_id is None:
-        from tenantml.training.submission import Decision, TrainingOrder, submit_training
+        from tenantml.services.admission import Decision, TrainingOrder, submit_training
 
         admission = submit_training(
             connection.store,

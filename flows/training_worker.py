@@ -20,9 +20,9 @@ from prefect.states import Cancelled, Failed
 
 from tenantml.domain.request import AttemptEnd, WorkerClass
 from tenantml.errors import StaleEpoch
-from tenantml.platform.connection import Connection
+from tenantml.bootstrap import Connection
 from tenantml.settings import Settings, load_settings
-from tenantml.training.attempt import Lease, TrainingAttempt
+from tenantml.services.worker import Lease, TrainingAttempt
 
 
 def _address_space_bytes() -> int:

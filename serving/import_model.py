@@ -36,7 +36,7 @@ def import_champion(settings: Settings, tenant: str, model: str, version: str | 
     from tenantml.domain.names import check_model_name, check_tenant_name
     from tenantml.inference.bento_names import bento_labels, bento_tag
     from tenantml.inference.mlflow_source import MlflowModels
-    from tenantml.platform.connection import Connection
+    from tenantml.bootstrap import Connection
 
     check_tenant_name(tenant)
     check_model_name(model)

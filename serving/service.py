@@ -140,7 +140,7 @@ def runtime() -> Runtime:
     from tenantml.adapters.database import create_database
     from tenantml.adapters.store import Store
     from tenantml.inference.mlflow_source import MlflowModels
-    from tenantml.platform.connection import Connection
+    from tenantml.bootstrap import Connection
 
     settings = load_settings()
     serving = settings.serving

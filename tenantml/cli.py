@@ -21,7 +21,7 @@ from tenantml.domain.names import check_tenant_name
 from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.errors import InvalidRequest, NotFound, TenantmlError
-from tenantml.platform.connection import Connection
+from tenantml.bootstrap import Connection
 from tenantml.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -61,7 +61,7 @@ def _required_tenant(settings: Settings, connection: Connection, requested: str 
 
 # -- platform ------------------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from tenantml.platform.embedded import EmbeddedPlatform
+    from tenantml.local.embedded import EmbeddedPlatform
 
     platform = EmbeddedPlatform(settings)
     stop = threading.Event()
@@ -78,7 +78,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print("Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             # without the fork server, launchers start flow runs themselves: slower, not fatal
-            dead = [s.name for s in platform.services if not s.alive() and s.name != "flow-run-zygote"]
+            dead = [s.name for s in platform.services if not s.alive() and s.name != "fork-server"]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited; logs in {settings.home.resolve() / 'logs'}", file=sys.stderr)
                 return 1
@@ -89,7 +89,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from tenantml.platform.status import platform_status
+    from tenantml.local.status import platform_status
 
     status = platform_status(settings)
     if args.json:
@@ -146,7 +146,7 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from tenantml.training.submission import Decision, TrainingOrder, submit_training
+    from tenantml.services.admission import Decision, TrainingOrder, submit_training
 
     connection = Connection(settings)
     tenant = _required_tenant(settings, connection, args.tenant)
@@ -196,7 +196,7 @@ def _wait_for(connection: Connection, request_id: str, show_progress: bool, time
 
 
 def request_view(request: TrainingRequest) -> dict[str, Any]:
-    from tenantml.training.history import attempt_rows
+    from tenantml.services.history import attempt_rows
 
     return {
         "request_id": request.id,

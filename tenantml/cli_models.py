@@ -27,7 +27,7 @@ CHUNK_ROWS = 500
 
 def _tenant(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
     from tenantml.cli import _required_tenant
-    from tenantml.platform.connection import Connection
+    from tenantml.bootstrap import Connection
 
     connection = Connection(settings)
     return _required_tenant(settings, connection, args.tenant), connection
@@ -115,7 +115,7 @@ def cmd_model_list(args: argparse.Namespace, settings: Settings) -> int:
 # -- predict --------------------------------------------------------------------------------------
 def read_rows(path: Path, drop: list[str]) -> list[dict[str, Any]]:
     """CSV or Parquet rows as JSON-ready objects; missing values become null (the service names them)."""
-    from tenantml.training.dataset import read_table
+    from tenantml.ml.dataset import read_table
 
     frame = read_table(path)
     missing = [c for c in drop if c not in frame.columns]
@@ -135,7 +135,7 @@ def read_rows(path: Path, drop: list[str]) -> list[dict[str, Any]]:
 
 
 def _inference_url(args: argparse.Namespace, settings: Settings) -> str:
-    from tenantml.platform.connection import read_platform_state
+    from tenantml.bootstrap import read_platform_state
 
     if args.url:
         return str(args.url).rstrip("/")
@@ -163,7 +163,7 @@ def _check_key_tenant(api_key: str, requested: str | None, settings: Settings) -
     if requested is None:
         return
     from tenantml.domain.tenant import hash_api_key
-    from tenantml.platform.connection import Connection
+    from tenantml.bootstrap import Connection
 
     owner = Connection(settings).store.tenant_for_key(hash_api_key(api_key))
     if owner is None:

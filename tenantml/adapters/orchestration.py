@@ -11,7 +11,7 @@ from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
 from tenantml.domain.request import WorkerClass
-from tenantml.training.supervisor import RunState
+from tenantml.services.master import RunState
 
 __all__ = ["MASTER_DEPLOYMENT", "PrefectDispatcher", "submit_master", "worker_deployment"]
 

@@ -17,9 +17,9 @@ from tenantml.adapters.tracking import Tracking
 from tenantml.domain.request import WorkerClass
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.settings import TrainingSettings
-from tenantml.storage import TenantStorage
-from tenantml.training.attempt import Lease, TrainingAttempt
-from tenantml.training.submission import TrainingOrder, submit_training
+from tenantml.adapters.storage import TenantStorage
+from tenantml.services.worker import Lease, TrainingAttempt
+from tenantml.services.admission import TrainingOrder, submit_training
 from tests.benchmarks.report import table, write_section
 from tests.support.platform import classification_frame
 from tests.support.servers import start_mlflow

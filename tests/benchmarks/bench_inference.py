@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 
-from tenantml.platform.process import Service, claim_port, start_service, stop_services
+from tenantml.local.processes import Service, claim_port, start_service, stop_services
 
 ROUNDS = 2
 DURATION_S = 5.0
@@ -219,7 +219,7 @@ def main() -> int:
     from tenantml.adapters.database import create_database
     from tenantml.adapters.store import Store
     from tenantml.domain.tenant import hash_api_key, new_api_key
-    from tenantml.platform.serving_launcher import inference_command, inference_env
+    from tenantml.local.servers import inference_command, inference_env
     from tests.benchmarks.report import row, table, write_section
     from tests.support.inference import FEATURES, PROJECT_DIR, register_model, rows_for, train_model
     from tests.support.servers import start_mlflow

@@ -18,8 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from tenantml.domain.request import TrainingRequest
-from tenantml.platform.embedded import platform_env
-from tenantml.platform.process import start_service
+from tenantml.local.embedded import platform_env
+from tenantml.local.processes import start_service
 from tenantml.settings import load_settings
 from tests.benchmarks.report import row, table, write_section
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
@@ -120,7 +120,7 @@ def measure_peer(platform: RunningPlatform, home: Path) -> dict[str, list[float]
                 os.kill(pid, signal.SIGKILL)
         return results
     finally:
-        from tenantml.platform.process import stop_services
+        from tenantml.local.processes import stop_services
 
         stop_services([worker])
 

@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass
-from tenantml.training.algorithms import trainer_for
-from tenantml.training.dataset import prepare
+from tenantml.ml.algorithms import trainer_for
+from tenantml.ml.dataset import prepare
 from tests.support.platform import RunningPlatform, classification_frame
 from tests.support.waiting import flow_run_pid, wait_for
 

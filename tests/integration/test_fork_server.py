@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tenantml.platform.process import Service, start_service, stop_services
-from tenantml.platform.zygote import socket_path
+from tenantml.local.processes import Service, start_service, stop_services
+from tenantml.local.fork_server import socket_path
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,15 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def _launch(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TENANTML_HOME": str(home), "PREFECT__FLOW_RUN_ID": "not-a-uuid"}
-    return subprocess.run([sys.executable, "-m", "tenantml.platform.launch", *args], env=env, cwd=PROJECT,
+    return subprocess.run([sys.executable, "-m", "tenantml.local.launch", *args], env=env, cwd=PROJECT,
                           capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Service]]:
-    home = tmp_path_factory.mktemp("zygote-home")
+def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Service]]:
+    home = tmp_path_factory.mktemp("fork-server-home")
     env = {**os.environ, "TENANTML_HOME": str(home)}
-    service = start_service("flow-run-zygote", [sys.executable, "-m", "tenantml.platform.zygote"], env, home, PROJECT)
+    service = start_service("fork-server", [sys.executable, "-m", "tenantml.local.fork_server"], env, home, PROJECT)
     try:
         wait_for(lambda: socket_path(home).exists() or not service.alive(), 120, "the fork server's socket")
         assert service.alive(), service.log_path.read_text()
@@ -40,8 +40,8 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ser
         stop_services([service])
 
 
-def test_forked_engine_reports_through_the_launchers_streams_and_exit_code(zygote: tuple[Path, Service]) -> None:
-    home, service = zygote
+def test_forked_engine_reports_through_the_launchers_streams_and_exit_code(fork_server: tuple[Path, Service]) -> None:
+    home, service = fork_server
     result = _launch(home)
     assert result.returncode == 1
     assert "Invalid flow run id" in result.stderr  # printed by the forked prefect.engine into our stderr
@@ -54,18 +54,18 @@ def test_launcher_runs_the_engine_itself_without_a_fork_server(tmp_path: Path) -
     assert "Invalid flow run id" in result.stderr
 
 
-def test_a_killed_flow_run_kills_its_launcher_with_the_same_signal(zygote: tuple[Path, Service]) -> None:
-    home, _ = zygote
+def test_a_killed_flow_run_kills_its_launcher_with_the_same_signal(fork_server: tuple[Path, Service]) -> None:
+    home, _ = fork_server
     flow_run_id = "00000000-0000-4000-8000-000000000001"
     env = {**os.environ, "TENANTML_HOME": str(home), "PREFECT__FLOW_RUN_ID": flow_run_id}
     # `python -c` as the "engine" arguments would not do: the launcher always runs prefect.engine, which
     # looks the run up in the API; point it at a closed port so it blocks retrying, then kill it.
     env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
-    launcher = subprocess.Popen([sys.executable, "-m", "tenantml.platform.launch"], env=env, cwd=PROJECT,
+    launcher = subprocess.Popen([sys.executable, "-m", "tenantml.local.launch"], env=env, cwd=PROJECT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         record = home / "run" / "flow-runs" / f"{flow_run_id}.pid"
-        wait_for(record.exists, 60, "the zygote to record the flow run's pid")
+        wait_for(record.exists, 60, "the fork server to record the flow run's pid")
         os.kill(int(record.read_text()), signal.SIGKILL)
         assert launcher.wait(timeout=60) == -signal.SIGKILL
         wait_for(lambda: not record.exists(), 30, "the pid file to be removed")

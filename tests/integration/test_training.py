@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tenantml.domain.request import AttemptEnd, RequestStatus
 from tenantml.errors import InvalidDataset
-from tenantml.training.submission import Decision
+from tenantml.services.admission import Decision
 from tests.support.platform import RunningPlatform, classification_frame
 from tests.support.waiting import flow_run_pid, wait_for
 

@@ -25,8 +25,8 @@ from tenantml.adapters.database import create_database
 from tenantml.adapters.registry import Registry
 from tenantml.adapters.store import Store
 from tenantml.domain.tenant import hash_api_key, new_api_key
-from tenantml.platform.process import Service, claim_port, stop_services
-from tenantml.platform.serving_launcher import start_inference
+from tenantml.local.processes import Service, claim_port, stop_services
+from tenantml.local.servers import start_inference
 
 __all__ = [
     "FEATURES",

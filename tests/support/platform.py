@@ -13,10 +13,10 @@ from sklearn.datasets import make_classification
 from tenantml.adapters.orchestration import submit_master
 from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
-from tenantml.platform.connection import Connection
-from tenantml.platform.embedded import EmbeddedPlatform
+from tenantml.bootstrap import Connection
+from tenantml.local.embedded import EmbeddedPlatform
 from tenantml.settings import Settings
-from tenantml.training.submission import Admission, TrainingOrder, submit_training
+from tenantml.services.admission import Admission, TrainingOrder, submit_training
 from tests.support.waiting import wait_for
 
 

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantml.platform.process import Service, claim_port, start_service, stop_services, wait_healthy
+from tenantml.local.processes import Service, claim_port, start_service, stop_services, wait_healthy
 
 __all__ = ["RunningServer", "start_mlflow", "start_prefect"]
 

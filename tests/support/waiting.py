@@ -30,7 +30,7 @@ def flow_run_pid(flow_run_id: str) -> int | None:
 
     The process worker starts the flow run's command with PREFECT__FLOW_RUN_ID set. That command
     is either ``prefect.engine`` itself, or the launcher, whose flow run runs in a process forked
-    by the zygote, which records its pid under ``$TENANTML_HOME/run/flow-runs/``.
+    by the fork server, which records its pid under ``$TENANTML_HOME/run/flow-runs/``.
     """
     needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
     for entry in Path("/proc").iterdir():
@@ -45,7 +45,7 @@ def flow_run_pid(flow_run_id: str) -> int | None:
             continue
         if b"prefect.engine" in cmdline:
             return int(entry.name)
-        if b"tenantml.platform.launch" in cmdline:
+        if b"tenantml.local.launch" in cmdline:
             homes = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"TENANTML_HOME=")]
             record = Path(homes[0]) / "run" / "flow-runs" / f"{flow_run_id}.pid" if homes else None
             if record is not None and record.exists():

@@ -10,8 +10,8 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 
 from tenantml.errors import InvalidDataset, InvalidParameter, UnknownAlgorithm
-from tenantml.training.algorithms import ALGORITHMS, Trainer, trainer_for, validate_params
-from tenantml.training.dataset import TrainingData, prepare
+from tenantml.ml.algorithms import ALGORITHMS, Trainer, trainer_for, validate_params
+from tenantml.ml.dataset import TrainingData, prepare
 
 SMALL_PARAMS: dict[str, dict[str, object]] = {
     "sgd_classifier": {"epochs": 3, "batch_size": 64},

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tenantml.errors import DatasetNotFound, InvalidDataset
-from tenantml.training.dataset import fingerprint_file, prepare, read_columns, read_table
+from tenantml.ml.dataset import fingerprint_file, prepare, read_columns, read_table
 
 
 @pytest.fixture

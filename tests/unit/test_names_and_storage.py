@@ -8,7 +8,7 @@ import pytest
 
 from tenantml.domain.names import check_model_name, check_tenant_name, registered_model_name
 from tenantml.errors import DatasetNotFound, DatasetOutsideTenant, InvalidRequest
-from tenantml.storage import TenantStorage
+from tenantml.adapters.storage import TenantStorage
 
 
 @pytest.mark.parametrize("name", ["acme", "a", "team-7", "0x", "a" * 63])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from tenantml.adapters.database import create_database
 from tenantml.adapters.store import Store
 from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
-from tenantml.training.reconciler import reconcile
+from tenantml.services.reconcile import reconcile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -24,8 +24,8 @@ from tenantml.errors import (
     UnknownAlgorithm,
     UnknownTenant,
 )
-from tenantml.storage import TenantStorage
-from tenantml.training.submission import Decision, TrainingOrder, submit_training
+from tenantml.adapters.storage import TenantStorage
+from tenantml.services.admission import Decision, TrainingOrder, submit_training
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 CSV = "x1,x2,label\n1.0,2.0,a\n3.0,4.0,b\n5.0,6.0,a\n"

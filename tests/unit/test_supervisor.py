@@ -26,7 +26,7 @@ from tenantml.domain.request import (
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.errors import StaleEpoch
 from tenantml.settings import TrainingSettings
-from tenantml.training.supervisor import RunState, Supervisor
+from tenantml.services.master import RunState, Supervisor
 
 INTERVAL = 0.5
 TIMEOUT = 5.0

@@ -32,8 +32,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tenantml.errors import InvalidDataset, UnknownAlgorithm
-from tenantml.training.dataset import TrainingData
-from tenantml.training.params import Param, check_params
+from tenantml.ml.dataset import TrainingData
+from tenantml.ml.params import Param, check_params
 
 __all__ = [
     "ALGORITHMS",

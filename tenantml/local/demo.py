@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tenantml.domain.tenant import hash_api_key, new_api_key
-from tenantml.platform.connection import Connection
-from tenantml.platform.embedded import EmbeddedPlatform
+from tenantml.bootstrap import Connection
+from tenantml.local.embedded import EmbeddedPlatform
 from tenantml.settings import load_settings
 
 DEMO_TRAININGS = (
@@ -63,7 +63,7 @@ def main() -> int:
 
 def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> tuple[list[str], dict[str, str]]:
     from tenantml.adapters.orchestration import submit_master
-    from tenantml.training.submission import TrainingOrder, submit_training
+    from tenantml.services.admission import TrainingOrder, submit_training
 
     ids, keys = [], {}
     for tenant, model, algorithm, rows, seed in DEMO_TRAININGS:

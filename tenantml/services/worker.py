@@ -27,8 +27,8 @@ from tenantml.adapters.store import Store
 from tenantml.domain.request import AttemptEnd, Checkpoint, RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest, StaleEpoch
 from tenantml.settings import TrainingSettings
-from tenantml.training.algorithms import Trainer, trainer_for
-from tenantml.training.dataset import TrainingData, prepare, read_table
+from tenantml.ml.algorithms import Trainer, trainer_for
+from tenantml.ml.dataset import TrainingData, prepare, read_table
 
 __all__ = ["AttemptOutcome", "Lease", "TrainingAttempt"]
 

@@ -18,9 +18,9 @@ from tenantml.adapters.store import Store
 from tenantml.domain.names import check_model_name
 from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
 from tenantml.errors import InvalidDataset, InvalidRequest, UnknownTenant
-from tenantml.storage import TenantStorage
-from tenantml.training.algorithms import validate_params
-from tenantml.training.dataset import fingerprint_file, read_columns
+from tenantml.adapters.storage import TenantStorage
+from tenantml.ml.algorithms import validate_params
+from tenantml.ml.dataset import fingerprint_file, read_columns
 
 __all__ = ["Admission", "Decision", "TrainingOrder", "submit_training"]
 

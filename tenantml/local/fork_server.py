@@ -1,13 +1,13 @@
 """A fork server for flow runs: start each training flow run in milliseconds, not seconds.
 
 Prefect's process worker starts every flow run as a fresh interpreter that imports Prefect,
-scikit-learn, pandas and MLflow again: seconds before the first line of training runs. The zygote
+scikit-learn, pandas and MLflow again: seconds before the first line of training runs. The fork server
 imports all of that once, then forks a child per flow run. The process worker still starts the
-flow run's command, but that command is :mod:`tenantml.platform.launch`, a launcher that hands
-its environment, working folder and standard streams to the zygote, relays signals, and exits
-with the child's status. Without a zygote the launcher runs ``prefect.engine`` itself.
+flow run's command, but that command is :mod:`tenantml.local.launch`, a launcher that hands
+its environment, working folder and standard streams to the fork server, relays signals, and exits
+with the child's status. Without a fork server the launcher runs ``prefect.engine`` itself.
 
-The zygote stays single-threaded (a fork copies only the calling thread): one selector loop
+The fork server stays single-threaded (a fork copies only the calling thread): one selector loop
 accepts launchers, relays their signals and reaps children.
 """
 
@@ -37,7 +37,7 @@ def socket_path(home: Path) -> Path:
 
 
 def pid_file(home: Path, flow_run_id: str) -> Path:
-    """Where the zygote records the pid of a flow run's process (for operators and tests)."""
+    """Where the fork server records the pid of a flow run's process (for operators and tests)."""
     return home / "run" / "flow-runs" / f"{flow_run_id}.pid"
 
 
@@ -55,7 +55,7 @@ def _child(request: dict, fds: list[int], inherited: list) -> None:  # type: ign
     os.environ.update(request["env"])
     from prefect.context import refresh_global_settings_context
 
-    refresh_global_settings_context()  # Prefect read its settings when the zygote imported it
+    refresh_global_settings_context()  # Prefect read its settings when the fork server imported it
     sys.argv = ["prefect.engine", *request["args"]]
     code = 1
     try:
@@ -90,7 +90,7 @@ def serve(home: Path) -> None:
     selector.register(server, selectors.EVENT_READ)
     children: dict[int, tuple[socket.socket, Path | None]] = {}  # pid -> (launcher connection, pid file)
     by_conn: dict[socket.socket, int] = {}
-    print(f"flow-run zygote ready on {path} (pid {os.getpid()})", flush=True)
+    print(f"flow-run fork server ready on {path} (pid {os.getpid()})", flush=True)
     stopping = False
 
     def stop(*_: object) -> None:

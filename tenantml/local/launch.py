@@ -1,6 +1,6 @@
-"""The command of a flow run on the local process pools: hand it to the zygote, or run it here.
+"""The command of a flow run on the local process pools: hand it to the fork server, or run it here.
 
-Kept free of heavy imports: it must start in milliseconds. See :mod:`tenantml.platform.zygote`.
+Kept free of heavy imports: it must start in milliseconds. See :mod:`tenantml.local.fork_server`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     reply = b""
     while not reply.endswith(b"\n"):
         chunk = conn.recv(64)
-        if not chunk:  # the zygote died; `tenantml up` stops its children by process group
+        if not chunk:  # the fork server died; `tenantml up` stops its children by process group
             os._exit(1)
         reply += chunk
     code = int(reply)

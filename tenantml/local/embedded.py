@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
-from tenantml.platform.connection import read_platform_state, state_file
-from tenantml.platform.process import Service, claim_port, start_service, stop_services, wait_healthy
+from tenantml.bootstrap import read_platform_state, state_file
+from tenantml.local.processes import Service, claim_port, start_service, stop_services, wait_healthy
 from tenantml.settings import Settings
 
 __all__ = ["EmbeddedPlatform", "platform_env"]
@@ -145,7 +145,7 @@ class EmbeddedPlatform:
 
         prefect_settings = settings.prefect
         if prefect_settings.fork_server:
-            self._start_zygote(env, home)
+            self._start_fork_server(env, home)
         self._worker(env, "master-1", prefect_settings.master_pool, "default", 50)
         for worker_class, count in (("small", prefect_settings.small_workers), ("large", prefect_settings.large_workers)):
             for n in range(1, count + 1):
@@ -169,10 +169,10 @@ class EmbeddedPlatform:
         return self.state
 
     def _reconcile_forever(self, prefect_api: str, every_s: float = 3.0) -> None:
-        """Start a new master for any request whose master died (see tenantml.training.reconciler)."""
+        """Start a new master for any request whose master died (see tenantml.services.reconcile)."""
         from tenantml.adapters.orchestration import submit_master
-        from tenantml.platform.connection import Connection
-        from tenantml.training.reconciler import reconcile
+        from tenantml.bootstrap import Connection
+        from tenantml.services.reconcile import reconcile
 
         store = Connection(self.settings).store
         while not self._stopping.wait(every_s):
@@ -188,17 +188,17 @@ class EmbeddedPlatform:
             except Exception:
                 log.warning("reconciler pass failed", exc_info=True)
 
-    def _start_zygote(self, env: dict[str, str], home: Path) -> None:
-        from tenantml.platform.zygote import socket_path
+    def _start_fork_server(self, env: dict[str, str], home: Path) -> None:
+        from tenantml.local.fork_server import socket_path
 
         socket_path(home).unlink(missing_ok=True)  # a stale socket must not look like a ready server
-        zygote = start_service("flow-run-zygote", [sys.executable, "-m", "tenantml.platform.zygote"], env,
+        fork_server = start_service("fork-server", [sys.executable, "-m", "tenantml.local.fork_server"], env,
                                home / "logs", self.settings.project_dir)
-        self.services.append(zygote)
+        self.services.append(fork_server)
         end = time.monotonic() + 120
         while not socket_path(home).exists():
-            if not zygote.alive() or time.monotonic() > end:
-                raise PlatformError(f"the flow-run fork server did not start; see {zygote.log_path}")
+            if not fork_server.alive() or time.monotonic() > end:
+                raise PlatformError(f"the flow-run fork server did not start; see {fork_server.log_path}")
             time.sleep(0.1)
 
     def _deploy(self, env: dict[str, str], logs: Path) -> None:
@@ -221,7 +221,7 @@ class EmbeddedPlatform:
         )
 
     def _serve(self, env: dict[str, str], port: int) -> str | None:
-        from tenantml.platform import serving_launcher
+        from tenantml.local import servers as serving_launcher
 
         return serving_launcher.start(self, env, port)
 
@@ -282,7 +282,7 @@ async def _create_work_pools(api_url: str, settings: Settings) -> None:
     from prefect.exceptions import ObjectAlreadyExists
     template = json.loads((settings.project_dir / "infra" / "work-pools" / "process.json").read_text())
     if settings.prefect.fork_server:  # flow runs start through the launcher, which uses the fork server
-        template["variables"]["properties"]["command"]["default"] = f"{sys.executable} -m tenantml.platform.launch"
+        template["variables"]["properties"]["command"]["default"] = f"{sys.executable} -m tenantml.local.launch"
     async with PrefectClient(api_url) as client:
         for pool in (settings.prefect.master_pool, settings.prefect.training_pool):
             await client.create_work_pool(

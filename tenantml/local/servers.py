@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tenantml.platform.process import Service, start_service, stop_services, wait_healthy
+from tenantml.local.processes import Service, start_service, stop_services, wait_healthy
 
 __all__ = ["SERVICE_IMPORT", "inference_command", "inference_env", "start", "start_inference"]
 

@@ -11,7 +11,7 @@ from tenantml.adapters.database import create_database
 from tenantml.adapters.store import Store
 from tenantml.errors import PlatformError
 from tenantml.settings import Settings
-from tenantml.storage import TenantStorage
+from tenantml.adapters.storage import TenantStorage
 
 __all__ = ["Connection", "read_platform_state", "state_file"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from tenantml.platform.connection import read_platform_state
+from tenantml.bootstrap import read_platform_state
 from tenantml.settings import Settings
 
 __all__ = ["platform_status"]

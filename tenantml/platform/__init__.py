@@ -1,1 +1,0 @@
-"""Running the platform: connections from settings, and the embedded local platform."""
