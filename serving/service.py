@@ -41,7 +41,8 @@ from tenantml.errors import TenantmlError
 from tenantml.inference.bento_names import bento_tag
 from tenantml.inference.cache import ModelCache, ModelKey
 from tenantml.inference.champion import ChampionResolver
-from tenantml.inference.errors import Unauthorized, http_status
+from tenantml.errors import Unauthorized
+from tenantml.inference.statuses import http_status
 from tenantml.inference.gate import TENANT_STATE, GateConfig, TenantGate, error_body
 from tenantml.inference.keys import TenantKeys
 from tenantml.inference.predictor import Inference, LoadedModel

@@ -1,35 +1,35 @@
-"""Build the adapters a process needs from settings, once, at its entrypoint."""
+"""The composition root: build the adapters a process needs from its settings, once, at its entrypoint.
+
+Flows, the inference service and the CLI all start here. Addresses come from settings only
+(``TENANTML_MLFLOW__TRACKING_URI``, ``TENANTML_PREFECT__API_URL``, ...): the local platform hands
+them to its children through :meth:`Settings.to_env`, and the CLI fills them in from the running
+local platform before it builds a ``Connection`` (see ``tenantml.local.state``). MLflow is imported
+only when a tracking or registry adapter is first used: a training master must start fast.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenantml.adapters.database import create_database
+from tenantml.adapters.storage import TenantStorage
 from tenantml.adapters.store import Store
 from tenantml.errors import PlatformError
 from tenantml.settings import Settings
-from tenantml.adapters.storage import TenantStorage
 
-__all__ = ["Connection", "read_platform_state", "state_file"]
+if TYPE_CHECKING:
+    from tenantml.adapters.orchestration import PrefectDispatcher
+    from tenantml.adapters.registry import Registry
+    from tenantml.adapters.tracking import Tracking
 
-
-def state_file(home: Path) -> Path:
-    return home.resolve() / "platform.json"
-
-
-def read_platform_state(home: Path) -> dict[str, object] | None:
-    path = state_file(home)
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+__all__ = ["Connection"]
 
 
 @dataclass
 class Connection:
-    """The platform as seen from one process: store, storage, tracking, registry."""
+    """The platform as seen from one process: store, storage, tracking, registry, dispatcher."""
 
     settings: Settings
 
@@ -43,31 +43,34 @@ class Connection:
 
     @property
     def tracking_uri(self) -> str:
-        return self._server(self.settings.mlflow.tracking_uri, "mlflow_tracking_uri", "MLflow", "TENANTML_MLFLOW__TRACKING_URI")
+        return _required(self.settings.mlflow.tracking_uri, "MLflow", "TENANTML_MLFLOW__TRACKING_URI", self.settings)
 
     @property
     def prefect_api_url(self) -> str:
-        return self._server(self.settings.prefect.api_url, "prefect_api_url", "Prefect", "TENANTML_PREFECT__API_URL")
-
-    def _server(self, configured: str | None, state_key: str, what: str, variable: str) -> str:
-        """A configured address, else the running embedded platform's (from its state file)."""
-        if configured:
-            return configured
-        state = read_platform_state(self.settings.home)
-        if state and state.get(state_key):
-            return str(state[state_key])
-        raise PlatformError(
-            f"no {what} server: start the platform with `tenantml up` (home {self.settings.home}) or set {variable}"
-        )
+        return _required(self.settings.prefect.api_url, "Prefect", "TENANTML_PREFECT__API_URL", self.settings)
 
     @cached_property
-    def tracking(self):  # type: ignore[no-untyped-def]
+    def tracking(self) -> Tracking:
         from tenantml.adapters.tracking import Tracking
 
         return Tracking(self.tracking_uri)
 
     @cached_property
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> Registry:
         from tenantml.adapters.registry import Registry
 
         return Registry(self.tracking_uri)
+
+    @cached_property
+    def dispatcher(self) -> PrefectDispatcher:
+        from tenantml.adapters.orchestration import PrefectDispatcher
+
+        return PrefectDispatcher(self.prefect_api_url)
+
+
+def _required(configured: str | None, what: str, variable: str, settings: Settings) -> str:
+    if configured:
+        return configured
+    raise PlatformError(
+        f"no {what} server: start the platform with `tenantml up` (home {settings.home}) or set {variable}"
+    )

@@ -70,11 +70,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     try:
         state = platform.start(serve_inference=not args.no_inference)
-        print(f"tenantml is up in {time.monotonic() - started:.1f} s (home {state['home']})")
-        print(f"  Prefect UI:  {state['prefect_ui_url']}")
-        print(f"  MLflow UI:   {state['mlflow_tracking_uri']}")
-        if state.get("inference_url"):
-            print(f"  Inference:   {state['inference_url']}")
+        print(f"tenantml is up in {time.monotonic() - started:.1f} s (home {state.home})")
+        print(f"  Prefect UI:  {state.prefect_ui_url}")
+        print(f"  MLflow UI:   {state.mlflow_tracking_uri}")
+        if state.inference_url:
+            print(f"  Inference:   {state.inference_url}")
         print("Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             # without the fork server, launchers start flow runs themselves: slower, not fatal
@@ -342,6 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        if args.handler is not cmd_up:  # find the running local platform's servers
+            from tenantml.local.state import connected
+
+            settings = connected(settings)
         return int(args.handler(args, settings))
     except InvalidRequest as err:
         print(f"error: {err}", file=sys.stderr)

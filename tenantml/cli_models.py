@@ -135,16 +135,12 @@ def read_rows(path: Path, drop: list[str]) -> list[dict[str, Any]]:
 
 
 def _inference_url(args: argparse.Namespace, settings: Settings) -> str:
-    from tenantml.bootstrap import read_platform_state
-
-    if args.url:
-        return str(args.url).rstrip("/")
-    state = read_platform_state(settings.home) or {}
-    if not state.get("inference_url"):
+    url = args.url or settings.serving.url
+    if not url:
         raise PlatformError(
             f"no inference service: start the platform with `tenantml up` (home {settings.home}) or pass --url"
         )
-    return str(state["inference_url"]).rstrip("/")
+    return str(url).rstrip("/")
 
 
 def _api_key(args: argparse.Namespace, settings: Settings) -> str:

@@ -3,37 +3,60 @@
     TenantmlError
     ├── InvalidRequest            the caller asked for something that can never work (exit 2, HTTP 4xx)
     │   ├── UnknownTenant
+    │   ├── TenantExists
+    │   ├── AlreadyTraining       the tenant's model is training now (admission answers with that request)
     │   ├── UnknownAlgorithm
     │   ├── InvalidParameter
     │   ├── DatasetNotFound
     │   ├── DatasetOutsideTenant
-    │   └── InvalidDataset        missing target column, non-numeric features, empty data
-    ├── NotFound                  a request, model or version that does not exist
+    │   ├── InvalidDataset        missing target column, non-numeric features, empty data
+    │   ├── MalformedBody         HTTP 400: the body is not JSON
+    │   ├── PayloadTooLarge       HTTP 413: the body is over ``serving.max_body_bytes``
+    │   └── InvalidPayload        HTTP 422: a field of the body (or of a row) is missing, extra or mistyped
+    ├── InvalidSetting            a TENANTML_* variable cannot be used (exit 1: the set-up, not the request)
+    ├── Unauthorized              HTTP 401: no ``Authorization: Bearer <key>``, or a key no tenant has
+    ├── NotFound                  a request, model or version that does not exist (or is another tenant's)
+    │   └── ModelNotFound         HTTP 404: unknown model, or another tenant's: the same answer for both
     ├── StaleEpoch                a fenced worker tried to write: it has been replaced
+    ├── CorruptCheckpoint         a checkpoint's bytes do not match the digest its pointer recorded
     ├── ResourceExhausted         the worker ran out of memory or time: retry on a larger class
-    └── PlatformError             the embedded platform cannot start or is not running
+    └── PlatformError             a part of the platform cannot start, is not running or cannot be reached
         ├── PortInUse
-        └── HomeNotWritable
+        ├── HomeNotWritable
+        ├── ServiceUnavailable    the metadata database, MLflow or Prefect did not answer
+        └── ModelUnavailable      HTTP 503: the registry cannot be reached, or the model cannot be loaded
 
-Every message says what was wrong, with the offending value, and what to do instead.
-Third-party errors are translated at the edge: ``raise InvalidDataset(...) from err``.
+Every message says what was wrong, with the offending value, and what to do instead. Messages of
+the inference errors name the field and the type that was wrong, never the value a tenant sent.
+Third-party errors are translated at the edge, in the adapters: ``raise ServiceUnavailable(...) from err``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyTraining",
+    "CorruptCheckpoint",
     "DatasetNotFound",
     "DatasetOutsideTenant",
     "HomeNotWritable",
     "InvalidDataset",
     "InvalidParameter",
+    "InvalidPayload",
     "InvalidRequest",
+    "InvalidSetting",
+    "MalformedBody",
+    "ModelNotFound",
+    "ModelUnavailable",
     "NotFound",
+    "PayloadTooLarge",
     "PlatformError",
     "PortInUse",
     "ResourceExhausted",
+    "ServiceUnavailable",
     "StaleEpoch",
+    "TenantExists",
     "TenantmlError",
+    "Unauthorized",
     "UnknownAlgorithm",
     "UnknownTenant",
 ]
@@ -53,6 +76,20 @@ class UnknownTenant(InvalidRequest):
         self.tenant = tenant
 
 
+class TenantExists(InvalidRequest):
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"tenant {tenant!r} already exists: choose another name")
+        self.tenant = tenant
+
+
+class AlreadyTraining(InvalidRequest):
+    """Another request of the same tenant and model is active; at most one may be."""
+
+    def __init__(self, tenant: str, model: str) -> None:
+        super().__init__(f"{tenant}/{model} is already training: wait for it, or cancel it first")
+        self.tenant, self.model = tenant, model
+
+
 class UnknownAlgorithm(InvalidRequest):
     def __init__(self, algorithm: str, known: list[str]) -> None:
         super().__init__(f"unknown algorithm {algorithm!r}: choose one of {', '.join(sorted(known))}")
@@ -61,6 +98,10 @@ class UnknownAlgorithm(InvalidRequest):
 
 class InvalidParameter(InvalidRequest):
     """A training parameter has a wrong name or value."""
+
+
+class InvalidSetting(TenantmlError):
+    """A ``TENANTML_*`` variable has a value that cannot be used."""
 
 
 class DatasetNotFound(InvalidRequest):
@@ -81,8 +122,43 @@ class InvalidDataset(InvalidRequest):
     """The dataset cannot be trained on: missing target column, non-numeric features, no rows."""
 
 
+class MalformedBody(InvalidRequest):
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the body is not valid JSON ({reason}): send a JSON object "
+            '{"model": "<model>", "rows": [{"<feature>": <value>, ...}]}'
+        )
+
+
+class PayloadTooLarge(InvalidRequest):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is over the limit of {limit} bytes: send fewer rows per request")
+        self.limit = limit
+
+
+class InvalidPayload(InvalidRequest):
+    """A field of the request is wrong; ``field`` names it (``rows[3].age``, ``model``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class Unauthorized(TenantmlError):
+    def __init__(self) -> None:
+        super().__init__("missing or unknown API key: send the header 'Authorization: Bearer <tenant API key>'")
+
+
 class NotFound(TenantmlError):
     """A request, tenant model or model version that does not exist (or is another tenant's)."""
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"model {model!r} not found: check its name, or train it and wait until a version is promoted"
+        )
+        self.model = model
 
 
 class StaleEpoch(TenantmlError):
@@ -96,12 +172,20 @@ class StaleEpoch(TenantmlError):
         self.epoch = epoch
 
 
+class CorruptCheckpoint(TenantmlError):
+    """A downloaded checkpoint does not match its recorded SHA-256; it is never unpickled."""
+
+    def __init__(self, uri: str, found: str, expected: str) -> None:
+        super().__init__(f"checkpoint {uri} is corrupt: sha256 {found} != {expected}")
+        self.uri = uri
+
+
 class ResourceExhausted(TenantmlError):
     """The attempt ran out of a resource of its worker class; the next attempt escalates."""
 
 
 class PlatformError(TenantmlError):
-    """The embedded platform cannot start, or is not running."""
+    """A part of the platform cannot start, is not running, or cannot be reached."""
 
 
 class PortInUse(PlatformError):
@@ -116,3 +200,11 @@ class HomeNotWritable(PlatformError):
     def __init__(self, home: str, reason: str) -> None:
         super().__init__(f"TENANTML_HOME {home!r} cannot be written ({reason}): choose a writable folder")
         self.home = home
+
+
+class ServiceUnavailable(PlatformError):
+    """The metadata database, the MLflow server or the Prefect API did not answer as it should."""
+
+
+class ModelUnavailable(PlatformError):
+    """The model exists (or may exist) but cannot be served right now; retrying later may work."""

@@ -14,11 +14,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from tenantml.errors import TenantmlError
+from tenantml.errors import InvalidSetting
 
 __all__ = [
     "DatabaseSettings",
-    "InvalidSetting",
     "MlflowSettings",
     "PrefectSettings",
     "ServingSettings",
@@ -29,10 +28,6 @@ __all__ = [
 
 ENV_PREFIX = "TENANTML_"
 NESTED_DELIMITER = "__"
-
-
-class InvalidSetting(TenantmlError):
-    """A ``TENANTML_*`` variable has a value that cannot be used."""
 
 
 class _Section(BaseModel):
@@ -106,6 +101,9 @@ class TrainingSettings(_Section):
 
 
 class ServingSettings(_Section):
+    url: str | None = Field(
+        default=None, description="Inference service for clients (`tenantml predict`); default: the local platform's"
+    )
     port: int = Field(default=0, ge=0, le=65535, description="Port of the inference service (0: a free one)")
     model_cache_size: int = Field(default=16, ge=1, description="Tenant models held in memory at once")
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="Largest inference request body")

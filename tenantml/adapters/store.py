@@ -25,17 +25,12 @@ from tenantml.domain.request import (
     TrainingRequest,
     WorkerClass,
 )
-from tenantml.errors import InvalidRequest, NotFound, StaleEpoch
+from tenantml.errors import InvalidRequest, NotFound, StaleEpoch, TenantExists
 
-__all__ = ["Store", "TenantExists"]
+__all__ = ["Store"]
 
 _ACTIVE = [status.value for status in RequestStatus if status.is_active]
 _WORKING = [RequestStatus.RUNNING.value, RequestStatus.RESUMING.value]
-
-
-class TenantExists(InvalidRequest):
-    def __init__(self, tenant: str) -> None:
-        super().__init__(f"tenant {tenant!r} already exists: choose another name")
 
 
 class Store:

@@ -18,6 +18,7 @@ __all__ = [
     "Attempt",
     "AttemptEnd",
     "Checkpoint",
+    "Lease",
     "RequestStatus",
     "TrainingRequest",
     "TrainingSpec",
@@ -107,6 +108,15 @@ class TrainingSpec:
             default=str,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What a worker holds: the request, its UUID and the epoch every write of it is fenced by."""
+
+    request_id: str
+    worker_uuid: str
+    epoch: int
 
 
 @dataclass(frozen=True)

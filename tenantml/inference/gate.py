@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantml.errors import TenantmlError
-from tenantml.inference.errors import InvalidPayload, MalformedBody, PayloadTooLarge, Unauthorized, http_status
+from tenantml.errors import InvalidPayload, MalformedBody, PayloadTooLarge, Unauthorized
+from tenantml.inference.statuses import http_status
 from tenantml.inference.keys import TenantKeys, bearer_token
 
 try:

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tenantml.adapters.registry import Registry
 from tenantml.domain.names import registered_model_name
-from tenantml.inference.errors import ModelNotFound, ModelUnavailable
+from tenantml.errors import ModelNotFound, ModelUnavailable
 from tenantml.inference.predictor import LoadedModel
 from tenantml.inference.schema import Feature, FeatureSchema
 

@@ -25,7 +25,7 @@ from tenantml.errors import InvalidRequest, TenantmlError
 from tenantml.inference.batching import MicroBatcher
 from tenantml.inference.cache import ModelCache, ModelKey
 from tenantml.inference.champion import ChampionResolver
-from tenantml.inference.errors import ModelNotFound, ModelUnavailable
+from tenantml.errors import ModelNotFound, ModelUnavailable
 from tenantml.inference.schema import FeatureSchema
 
 __all__ = ["INLINE_ROWS", "Inference", "LoadedModel", "Loader", "predict_rows"]

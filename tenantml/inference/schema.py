@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tenantml.inference.errors import InvalidPayload
+from tenantml.errors import InvalidPayload
 
 __all__ = ["Feature", "FeatureSchema", "Kind", "kind_of_dtype"]
 

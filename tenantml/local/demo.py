@@ -17,6 +17,7 @@ from pathlib import Path
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.bootstrap import Connection
 from tenantml.local.embedded import EmbeddedPlatform
+from tenantml.local.state import connected
 from tenantml.settings import load_settings
 
 DEMO_TRAININGS = (
@@ -46,14 +47,14 @@ def main() -> int:
     print(f"tenantml demo: starting the embedded platform in {home} ...", flush=True)
     try:
         state = platform.start()
-        print(f"  up in {time.monotonic() - started:.1f} s. Prefect UI {state['prefect_ui_url']}  "
-              f"MLflow UI {state['mlflow_tracking_uri']}", flush=True)
-        settings = load_settings(home=home, mlflow={"tracking_uri": state["mlflow_tracking_uri"]})
+        print(f"  up in {time.monotonic() - started:.1f} s. Prefect UI {state.prefect_ui_url}  "
+              f"MLflow UI {state.mlflow_tracking_uri}", flush=True)
+        settings = connected(load_settings(home=home))
         connection = Connection(settings)
-        request_ids, keys = submit_all(connection, home, str(state["prefect_api_url"]))
+        request_ids, keys = submit_all(connection, home, str(state.prefect_api_url))
         finished = wait_all(connection, request_ids)
         print_summary(connection, finished)
-        predict_over_http(str(state["inference_url"]), finished, keys, home)
+        predict_over_http(str(state.inference_url), finished, keys, home)
         failed = [r for r in finished if r.status.value != "completed"]
         return 1 if failed else 0
     finally:

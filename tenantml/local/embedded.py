@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
-from tenantml.bootstrap import read_platform_state, state_file
+from tenantml.local.state import PlatformState, read_state, remove_state, write_state
 from tenantml.local.processes import Service, claim_port, start_service, stop_services, wait_healthy
 from tenantml.settings import Settings
 
@@ -93,10 +93,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class EmbeddedPlatform:
     settings: Settings
     services: list[Service] = field(default_factory=list)
-    state: dict[str, object] = field(default_factory=dict)
+    state: PlatformState | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def start(self, serve_inference: bool = True) -> dict[str, object]:
+    def start(self, serve_inference: bool = True) -> PlatformState:
         home = check_home(self.settings.home)
         self._refuse_if_running(home)
         try:
@@ -105,7 +105,7 @@ class EmbeddedPlatform:
             self.stop()
             raise
 
-    def _start(self, home: Path, serve_inference: bool) -> dict[str, object]:
+    def _start(self, home: Path, serve_inference: bool) -> PlatformState:
         settings = self.settings
         prefect_port = claim_port("Prefect server", settings.prefect.port)
         mlflow_port = claim_port("MLflow server", settings.mlflow.port)
@@ -154,17 +154,17 @@ class EmbeddedPlatform:
         inference_url = None
         if serving_port is not None:
             inference_url = self._serve(env, serving_port)
-        self.state = {
-            "home": str(home),
-            "supervisor_pid": os.getpid(),
-            "prefect_api_url": prefect_api,
-            "prefect_ui_url": f"http://127.0.0.1:{prefect_port}",
-            "mlflow_tracking_uri": mlflow_uri,
-            "inference_url": inference_url,
-            "pids": {s.name: s.pid for s in self.services},
-            "started_at": time.time(),
-        }
-        state_file(home).write_text(json.dumps(self.state, indent=2))
+        self.state = PlatformState(
+            home=str(home),
+            supervisor_pid=os.getpid(),
+            prefect_api_url=prefect_api,
+            prefect_ui_url=f"http://127.0.0.1:{prefect_port}",
+            mlflow_tracking_uri=mlflow_uri,
+            inference_url=inference_url,
+            pids={s.name: s.pid for s in self.services},
+            started_at=time.time(),
+        )
+        write_state(self.state)
         threading.Thread(target=self._reconcile_forever, args=(prefect_api,), name="reconciler", daemon=True).start()
         return self.state
 
@@ -233,21 +233,20 @@ class EmbeddedPlatform:
         stop_services(workers)
         stop_services(list(reversed(others)))
         self.services.clear()
-        path = state_file(self.settings.home)
-        state = read_platform_state(self.settings.home)
-        if state and state.get("supervisor_pid") == os.getpid():
-            path.unlink(missing_ok=True)
+        state = read_state(self.settings.home)
+        if state and state.supervisor_pid == os.getpid():
+            remove_state(self.settings.home)
 
     def _refuse_if_running(self, home: Path) -> None:
-        state = read_platform_state(home)
+        state = read_state(home)
         if state is None:
             return
-        pid = int(str(state.get("supervisor_pid", 0)))
+        pid = state.supervisor_pid
         if pid and psutil.pid_exists(pid) and pid != os.getpid():
             raise PlatformError(f"a platform is already running on home {home} (pid {pid}): stop it first")
         # left by a platform that died: stop what it started that still runs on this home's files
         leftovers = []
-        for name, child in dict(state.get("pids", {})).items():  # type: ignore[call-overload]
+        for name, child in state.pids.items():
             try:
                 process = psutil.Process(int(child))
                 if any(word in " ".join(process.cmdline()) for word in ("prefect", "mlflow", "bentoml", "tenantml")):
@@ -257,7 +256,7 @@ class EmbeddedPlatform:
         if leftovers:
             log.warning("stopping %s left running by a platform that died", ", ".join(s.name for s in leftovers))
             stop_services(leftovers)
-        state_file(home).unlink(missing_ok=True)
+        remove_state(home)
 
 
 class _Adopted:

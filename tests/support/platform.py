@@ -71,8 +71,8 @@ def start_platform(settings: Settings) -> tuple[EmbeddedPlatform, RunningPlatfor
         embedded.stop()
         raise
     connected = settings.model_copy(update={
-        "mlflow": settings.mlflow.model_copy(update={"tracking_uri": str(state["mlflow_tracking_uri"])}),
-        "prefect": settings.prefect.model_copy(update={"api_url": str(state["prefect_api_url"])}),
+        "mlflow": settings.mlflow.model_copy(update={"tracking_uri": str(state.mlflow_tracking_uri)}),
+        "prefect": settings.prefect.model_copy(update={"api_url": str(state.prefect_api_url)}),
     })
-    return embedded, RunningPlatform(connected, Connection(connected), str(state["prefect_api_url"]),
-                                     str(state["mlflow_tracking_uri"]))
+    return embedded, RunningPlatform(connected, Connection(connected), str(state.prefect_api_url),
+                                     str(state.mlflow_tracking_uri))

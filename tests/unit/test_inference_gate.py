@@ -10,15 +10,8 @@ import pytest
 
 from tenantml.domain.tenant import hash_api_key
 from tenantml.errors import InvalidRequest, NotFound, PlatformError, TenantmlError
-from tenantml.inference.errors import (
-    InvalidPayload,
-    MalformedBody,
-    ModelNotFound,
-    ModelUnavailable,
-    PayloadTooLarge,
-    Unauthorized,
-    http_status,
-)
+from tenantml.errors import InvalidPayload, MalformedBody, ModelNotFound, ModelUnavailable, PayloadTooLarge, Unauthorized
+from tenantml.inference.statuses import http_status
 from tenantml.inference.gate import TENANT_STATE, GateConfig, TenantGate, check_envelope
 from tenantml.inference.keys import TenantKeys, bearer_token
 

@@ -11,7 +11,8 @@ import pytest
 from tenantml.inference.batching import MicroBatcher
 from tenantml.inference.cache import ModelCache
 from tenantml.inference.champion import ChampionResolver
-from tenantml.inference.errors import InvalidPayload, ModelNotFound, ModelUnavailable, http_status
+from tenantml.errors import InvalidPayload, ModelNotFound, ModelUnavailable
+from tenantml.inference.statuses import http_status
 from tenantml.inference.predictor import INLINE_ROWS, Inference, LoadedModel
 from tenantml.inference.schema import FeatureSchema
 

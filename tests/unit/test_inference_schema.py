@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from tenantml.inference.errors import InvalidPayload, http_status
+from tenantml.errors import InvalidPayload
+from tenantml.inference.statuses import http_status
 from tenantml.inference.schema import Feature, FeatureSchema, Kind, kind_of_dtype
 
 SCHEMA = FeatureSchema.from_pairs([("age", "int64"), ("income", "float64"), ("member", "bool")])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tenantml.settings import InvalidSetting, load_settings
+from tenantml.errors import InvalidSetting
+from tenantml.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

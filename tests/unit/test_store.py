@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import create_database
-from tenantml.adapters.store import Store, TenantExists
+from tenantml.adapters.store import Store
+from tenantml.errors import TenantExists
 from tenantml.domain.request import (
     AttemptEnd,
     Checkpoint,

@@ -1,0 +1,69 @@
+"""The local platform's state file, ``$TENANTML_HOME/platform.json``: one typed reader and writer.
+
+``tenantml up`` writes it once everything is healthy and removes it on a clean stop. Other
+processes on the same machine read it to find the servers: the CLI through :func:`connected`,
+which fills in whatever address the settings leave unset. Nothing outside ``tenantml.local`` (and
+the CLI that starts it) reads this file; the platform's own children get their addresses through
+the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tenantml.settings import Settings
+
+__all__ = ["PlatformState", "connected", "read_state", "remove_state", "state_file", "write_state"]
+
+
+@dataclass(frozen=True)
+class PlatformState:
+    home: str
+    supervisor_pid: int
+    prefect_api_url: str
+    prefect_ui_url: str
+    mlflow_tracking_uri: str
+    inference_url: str | None
+    started_at: float
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def state_file(home: Path) -> Path:
+    return home.resolve() / "platform.json"
+
+
+def read_state(home: Path) -> PlatformState | None:
+    """The running (or crashed) platform's state, or None if there is no state file."""
+    path = state_file(home)
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    known = set(PlatformState.__dataclass_fields__)
+    return PlatformState(**{key: value for key, value in raw.items() if key in known})
+
+
+def write_state(state: PlatformState) -> None:
+    state_file(Path(state.home)).write_text(state.to_json())
+
+
+def remove_state(home: Path) -> None:
+    state_file(home).unlink(missing_ok=True)
+
+
+def connected(settings: Settings) -> Settings:
+    """``settings`` with the running local platform's addresses where the settings name none."""
+    state = read_state(settings.home)
+    if state is None:
+        return settings
+    mlflow, prefect, serving = settings.mlflow, settings.prefect, settings.serving
+    return settings.model_copy(update={
+        "mlflow": mlflow if mlflow.tracking_uri else mlflow.model_copy(update={"tracking_uri": state.mlflow_tracking_uri}),
+        "prefect": prefect if prefect.api_url else prefect.model_copy(update={"api_url": state.prefect_api_url}),
+        "serving": serving if serving.url or not state.inference_url
+        else serving.model_copy(update={"url": state.inference_url}),
+    })

@@ -1,0 +1,190 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Services (``tenantml.services``) depend on these and on the domain only; the adapters
+(``tenantml.adapters``) implement them on SQLAlchemy, MLflow, Prefect and the file system, and
+``tenantml.bootstrap`` wires one to the other. Each port is cut to one role, so that a reader sees
+at a glance what, say, a worker may do to the metadata (its fenced writes, nothing else), and a
+test fake implements only what the service under test calls.
+
+Adapters translate their libraries' errors into :mod:`tenantml.errors`: nothing from SQLAlchemy,
+MLflow or Prefect crosses a port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenantml.domain.request import (
+    AttemptEnd,
+    Checkpoint,
+    Lease,
+    RequestStatus,
+    TrainingRequest,
+    WorkerClass,
+)
+
+__all__ = [
+    "CheckpointStore",
+    "DatasetStorage",
+    "Dispatcher",
+    "MasterLauncher",
+    "MasterStore",
+    "MetadataStore",
+    "ModelRegistry",
+    "RequestStore",
+    "RunState",
+    "RunTracking",
+    "TenantDirectory",
+    "WorkerStore",
+]
+
+
+# -- training metadata --------------------------------------------------------------------------
+class TenantDirectory(Protocol):
+    """Tenants and the digests of their API keys."""
+
+    def add_tenant(self, name: str, api_key_sha256: str, now: datetime) -> None: ...
+    def tenant_exists(self, name: str) -> bool: ...
+    def tenant_for_key(self, api_key_sha256: str) -> str | None: ...
+    def list_tenants(self) -> list[str]: ...
+
+
+class RequestStore(Protocol):
+    """Admission and the read side: what submitters, operators and tenants ask of the metadata."""
+
+    def add_request(self, request: TrainingRequest) -> None:
+        """Raises AlreadyTraining if the tenant's model has an active request already."""
+        ...
+
+    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
+    def list_requests(self, tenant: str | None = None, limit: int = 100) -> list[TrainingRequest]: ...
+    def active_request(self, tenant: str, model: str) -> TrainingRequest | None: ...
+    def last_completed(self, tenant: str, model: str) -> TrainingRequest | None: ...
+    def by_idempotency_key(self, key: str) -> TrainingRequest | None: ...
+    def request_move(self, request_id: str, now: datetime) -> None: ...
+
+
+class MasterStore(Protocol):
+    """What a training master writes: its claim, attempts (compare-and-set on the epoch), the end."""
+
+    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
+    def claim_master(self, request_id: str, flow_run_id: str, now: datetime) -> None: ...
+    def master_heartbeat(self, request_id: str, flow_run_id: str, now: datetime) -> bool: ...
+    def needing_master(self) -> list[TrainingRequest]: ...
+    def start_attempt(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        worker_uuid: str,
+        worker_class: WorkerClass,
+        now: datetime,
+        previous_end: AttemptEnd | None = None,
+        previous_reason: str | None = None,
+    ) -> int: ...
+    def set_attempt_flow_run(self, request_id: str, epoch: int, flow_run_id: str) -> None: ...
+    def finish(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        status: RequestStatus,
+        now: datetime,
+        reason: str | None = None,
+        end: AttemptEnd | None = None,
+    ) -> None: ...
+    def mark_finalized(self, request_id: str, now: datetime) -> None: ...
+
+
+class WorkerStore(Protocol):
+    """A worker's writes, each fenced by its lease: a replaced worker's write raises StaleEpoch."""
+
+    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
+    def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None: ...
+    def mark_running(self, lease: Lease, now: datetime) -> None: ...
+    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> None: ...
+    def commit_checkpoint(self, lease: Lease, checkpoint: Checkpoint, now: datetime) -> None: ...
+    def check_current(self, lease: Lease) -> None: ...
+    def report_attempt_end(self, lease: Lease, end: AttemptEnd, reason: str, now: datetime) -> None: ...
+    def complete(self, lease: Lease, model_version: str, metrics: Mapping[str, float], now: datetime) -> None: ...
+
+
+class MetadataStore(TenantDirectory, RequestStore, MasterStore, WorkerStore, Protocol):
+    """The whole training metadata store (the SQLAlchemy ``Store`` implements it)."""
+
+
+# -- orchestration -----------------------------------------------------------------------------
+class RunState(StrEnum):
+    """A worker run's state as the master needs it, whatever the orchestrator calls it."""
+
+    WAITING = "waiting"  # scheduled or pending: no worker has it yet
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"  # failed, crashed or cancelled: the process is gone
+    UNKNOWN = "unknown"
+
+
+class Dispatcher(Protocol):
+    """Starts an attempt's worker run on its class, reads its state, cancels a replaced one."""
+
+    def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str: ...
+    def run_state(self, flow_run_id: str) -> tuple[RunState, str]: ...
+    def cancel(self, flow_run_id: str) -> None: ...
+
+
+class MasterLauncher(Protocol):
+    """Starts a training master for an admitted request (``key`` makes a repeated start a no-op)."""
+
+    def __call__(self, request_id: str, key: str) -> object: ...
+
+
+# -- MLflow ------------------------------------------------------------------------------------
+class RunTracking(Protocol):
+    """The request's tracking run: a mirror of the metadata for people, never the source of truth."""
+
+    def start_run(self, request: TrainingRequest) -> str: ...
+    def mirror(self, run_id: str, **values: object) -> None: ...
+    def record(
+        self, run_id: str, tags: Mapping[str, object] | None = None,
+        metrics: Mapping[str, float] | None = None, step: int = 0,
+    ) -> None: ...
+    def end_run(self, run_id: str, status: str) -> None: ...
+    def run_is_terminated(self, run_id: str) -> bool: ...
+    def prune_checkpoints(self, run_id: str, keep: Checkpoint | None, retention: int) -> int: ...
+
+
+class CheckpointStore(Protocol):
+    """Checkpoint bytes, under a path unique to the lease epoch; the pointer lives in the metadata."""
+
+    def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint: ...
+    def download_checkpoint(self, checkpoint: Checkpoint) -> bytes: ...
+
+
+class ModelRegistry(Protocol):
+    """Model storage: a registered model per tenant and model, the ``champion`` alias in service."""
+
+    def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str: ...
+    def register(
+        self, tenant: str, model: str, model_uri: str, run_id: str, tags: Mapping[str, object]
+    ) -> str: ...
+    def versions_for_request(self, tenant: str, model: str, request_id: str) -> list[str]: ...
+    def delete_version(self, tenant: str, model: str, version: str) -> None: ...
+    def version_metrics(self, tenant: str, model: str, version: str) -> dict[str, float]: ...
+    def list_versions(self, tenant: str, model: str) -> list[str]: ...
+    def champion(self, tenant: str, model: str) -> str | None: ...
+    def set_champion(self, tenant: str, model: str, version: str) -> None: ...
+    def champion_history(self, tenant: str, model: str) -> list[str]: ...
+    def rollback_champion(self, tenant: str, model: str) -> tuple[str | None, str]: ...
+
+
+# -- tenant storage ----------------------------------------------------------------------------
+class DatasetStorage(Protocol):
+    """Each tenant's datasets under its own prefix; a tenant reads only its own."""
+
+    def prefix(self, tenant: str) -> Path: ...
+    def resolve(self, tenant: str, dataset: str) -> Path: ...
+    def add(self, tenant: str, source: Path, name: str | None = None) -> Path: ...
+
+
