@@ -61,6 +61,12 @@ class Connection:
 
         return Registry(self.tracking_uri)
 
+    def start_master(self, request_id: str, key: str) -> str:
+        """Start a training master for an admitted request on the Prefect API; returns its flow run id."""
+        from tenantml.adapters.orchestration import submit_master
+
+        return submit_master({"request_id": request_id}, key, self.prefect_api_url)
+
     @cached_property
     def dispatcher(self) -> PrefectDispatcher:
         from tenantml.adapters.orchestration import PrefectDispatcher

@@ -8,6 +8,7 @@ to date unless forced. Nothing is written unless the request is valid.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,7 +23,7 @@ from tenantml.adapters.storage import TenantStorage
 from tenantml.ml.algorithms import validate_params
 from tenantml.ml.dataset import fingerprint_file, read_columns
 
-__all__ = ["Admission", "Decision", "TrainingOrder", "submit_training"]
+__all__ = ["Admission", "Decision", "TrainingOrder", "request_training", "submit_training"]
 
 PROMOTION_POLICIES = ("always", "if-better")
 
@@ -123,3 +124,18 @@ def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, 
             raise
         return Admission(running.id, Decision.DUPLICATE, f"{order.tenant}/{order.model} is already training: request {running.id}")
     return Admission(request.id, Decision.ACCEPTED, f"accepted: request {request.id}")
+
+
+def request_training(
+    store: Store, storage: TenantStorage, start_master: Callable[[str, str], object], order: TrainingOrder,
+    now: datetime | None = None,
+) -> Admission:
+    """Admit the order and, if it was accepted, start its training master.
+
+    ``start_master(request_id, idempotency_key)``: the key is the request's, so starting twice
+    (a retried command) starts one master.
+    """
+    admission = submit_training(store, storage, order, now)
+    if admission.decision is Decision.ACCEPTED:
+        start_master(admission.request_id, f"master:{admission.request_id}")
+    return admission
