@@ -5,8 +5,12 @@ A block only holds configuration and builds what a process needs from it: no bus
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from prefect.blocks.core import Block
+
+from tenantml.settings import DatabaseSettings, MlflowSettings, Settings
 
 __all__ = ["TenantmlPlatform"]
 
@@ -25,9 +29,14 @@ class TenantmlPlatform(Block):
     home: str = Field(default=".tenantml", description="TENANTML_HOME on the worker: datasets and local files")
 
     def settings_env(self) -> dict[str, str]:
-        """The TENANTML_* variables a worker process needs; put them in a work pool's job variables."""
-        return {
-            "TENANTML_DATABASE__URL": self.database_url.get_secret_value(),
-            "TENANTML_MLFLOW__TRACKING_URI": self.mlflow_tracking_uri,
-            "TENANTML_HOME": self.home,
-        }
+        """The TENANTML_* variables a worker process needs; put them in a work pool's job variables.
+
+        Only this block's fields: ``model_construct`` builds the settings from them alone, not from
+        the environment of the process that asks.
+        """
+        settings = Settings.model_construct(
+            home=Path(self.home),
+            database=DatabaseSettings(url=self.database_url),
+            mlflow=MlflowSettings(tracking_uri=self.mlflow_tracking_uri),
+        )
+        return settings.to_env(exclude_unset=True)

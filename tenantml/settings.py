@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
+    def to_env(self, *, exclude_unset: bool = False) -> dict[str, str]:
+        """These settings as ``TENANTML_*`` variables: a child process loads equal settings from them.
+
+        Secrets come out as their values (the children need them); unset optional values are left
+        out. ``exclude_unset`` keeps only the fields given explicitly, as ``model_dump`` does.
+        """
+        return _variables(ENV_PREFIX, self.model_dump(exclude_unset=exclude_unset, exclude_none=True))
+
     @property
     def datasets_root(self) -> Path:
         return self.home.resolve() / "datasets"
@@ -143,6 +151,21 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.home.resolve() / 'tenantml.db'}"
+
+
+def _variables(prefix: str, values: dict[str, object]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, value in values.items():
+        variable = prefix + name.upper()
+        if isinstance(value, dict):
+            env.update(_variables(variable + NESTED_DELIMITER, value))
+        elif isinstance(value, SecretStr):
+            env[variable] = value.get_secret_value()
+        elif isinstance(value, bool):
+            env[variable] = "true" if value else "false"
+        else:
+            env[variable] = str(value)
+    return env
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -55,7 +55,7 @@ def check_home(home: Path) -> Path:
 def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str) -> dict[str, str]:
     """The environment every child process gets: where the servers are, and quiet defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(settings_env(settings))
+    env.update(settings.to_env())
     env.update(
         PREFECT_HOME=str(home / "prefect"),
         PREFECT_API_URL=prefect_api_url,
@@ -72,20 +72,6 @@ def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_ur
         BENTOML_DO_NOT_TRACK="true",
         PYTHONUNBUFFERED="1",
     )
-    return env
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The effective settings as TENANTML_* variables, so that every child process shares them."""
-    from pydantic import SecretStr
-
-    env: dict[str, str] = {}
-    for section in ("database", "prefect", "mlflow", "training", "serving"):
-        for name, value in getattr(settings, section):
-            if value is None:
-                continue
-            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            env[f"TENANTML_{section.upper()}__{name.upper()}"] = text
     return env
 
 

@@ -22,5 +22,10 @@ def test_platform_block_round_trips_and_keeps_the_database_url_secret(prefect_se
         loaded = TenantmlPlatform.load(name)
     assert "pw" not in repr(loaded)
     assert loaded.settings_env()["TENANTML_DATABASE__URL"] == "postgresql+psycopg://u:pw@db/tenantml"
+    assert loaded.settings_env() == {  # the block's own fields, whatever this process's environment says
+        "TENANTML_DATABASE__URL": "postgresql+psycopg://u:pw@db/tenantml",
+        "TENANTML_MLFLOW__TRACKING_URI": "http://127.0.0.1:5000",
+        "TENANTML_HOME": ".tenantml",
+    }
     for field in TenantmlPlatform.model_fields.values():
         assert field.description, "every block field is described"

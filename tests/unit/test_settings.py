@@ -81,3 +81,28 @@ def test_database_url_defaults_to_sqlite_under_home(monkeypatch: pytest.MonkeyPa
 def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TENANTML_HOME", str(tmp_path / "from-env"))
     assert load_settings(home=tmp_path / "given").home == tmp_path / "given"
+
+
+def test_a_child_loads_equal_settings_from_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(
+        home=tmp_path / "home",
+        api_key="tml_child-key",
+        database={"url": "postgresql+psycopg://u:pw@db/tenantml"},
+        prefect={"api_url": "http://127.0.0.1:4200/api", "fork_server": False, "small_workers": 0},
+        training={"heartbeat_timeout_s": 2.5, "small_memory_limit_mb": 700},
+        serving={"champion_refresh_s": 0.25},
+    )
+    env = settings.to_env()
+    assert env["TENANTML_DATABASE__URL"] == "postgresql+psycopg://u:pw@db/tenantml"  # secrets as their values
+    assert "TENANTML_MLFLOW__TRACKING_URI" not in env  # unset stays unset
+    for name, value in env.items():  # the child's environment: made of to_env() alone
+        monkeypatch.setenv(name, value)
+    assert load_settings() == settings
+    assert load_settings().to_env() == env
+
+
+def test_to_env_can_keep_only_the_fields_given() -> None:
+    settings = load_settings(mlflow={"tracking_uri": "http://127.0.0.1:5999"})
+    assert settings.to_env(exclude_unset=True) == {"TENANTML_MLFLOW__TRACKING_URI": "http://127.0.0.1:5999"}
+
+
