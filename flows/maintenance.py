@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from tenantml.adapters.orchestration import submit_master
 from tenantml.bootstrap import Connection
 from tenantml.settings import load_settings
 from tenantml.services.reconcile import reconcile
@@ -17,7 +16,7 @@ def training_reconciler(stale_after_s: float = 15.0) -> list[str]:
     connection = Connection(load_settings())
     restarted = reconcile(
         connection.store,
-        lambda request_id, key: submit_master({"request_id": request_id}, key),
+        connection.start_master,
         datetime.now(UTC),
         stale_after_s,
     )

@@ -14,12 +14,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from tenantml.adapters.orchestration import PrefectDispatcher
 from tenantml.domain.request import RequestStatus, TrainingRequest
 from tenantml.bootstrap import Connection
 from tenantml.settings import load_settings
 from tenantml.services.history import attempt_rows
-from tenantml.services.master import Supervisor
+from tenantml.services.master import TrainingMaster
 
 # MLflow and scikit-learn stay out of this module's imports: a master starts in a fresh process,
 # and every second it spends importing is a second before the first worker is dispatched.
@@ -76,14 +75,14 @@ def training_master(
             return Completed(message=admission.message, data={"request_id": admission.request_id})
         request_id = admission.request_id
 
-    supervisor = Supervisor(
+    master = TrainingMaster(
         connection.store,
-        PrefectDispatcher(),
+        connection.dispatcher,
         _LazyCompletion(connection, settings.training.checkpoint_retention),
         settings.training,
         on_change=_publish,
     )
-    final = supervisor.run(request_id, master_id=str(flow_run.id))
+    final = master.run(request_id, master_id=str(flow_run.id))
     summary = {"request_id": final.id, "status": final.status.value, "model_version": final.model_version,
                "attempts": len(final.attempts)}
     if final.status is RequestStatus.FAILED:

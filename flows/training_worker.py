@@ -8,7 +8,6 @@ training back to the master.
 
 from __future__ import annotations
 
-import resource
 import signal
 import time
 from datetime import UTC, datetime
@@ -18,27 +17,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Cancelled, Failed
 
-from tenantml.domain.request import AttemptEnd, WorkerClass
-from tenantml.errors import StaleEpoch
+from tenantml.adapters.worker_limits import limit_resources
 from tenantml.bootstrap import Connection
-from tenantml.settings import Settings, load_settings
-from tenantml.services.worker import Lease, TrainingAttempt
-
-
-def _address_space_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def limit_resources(settings: Settings, worker_class: WorkerClass) -> None:
-    """The small class may allocate ``small_memory_limit_mb`` beyond what the process holds now."""
-    headroom_mb = settings.training.small_memory_limit_mb
-    if worker_class is WorkerClass.SMALL and headroom_mb:
-        limit = _address_space_bytes() + headroom_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+from tenantml.domain.request import AttemptEnd, Lease, WorkerClass
+from tenantml.errors import StaleEpoch
+from tenantml.services.worker import TrainingAttempt
+from tenantml.settings import load_settings
 
 
 def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
@@ -47,7 +31,7 @@ def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         connection = Connection(load_settings())
         connection.store.report_attempt_end(
-            params["request_id"], params["epoch"], params["worker_uuid"], AttemptEnd.CRASHED,
+            Lease(params["request_id"], params["worker_uuid"], params["epoch"]), AttemptEnd.CRASHED,
             f"worker run {state.name.lower()}: {state.message or ''}".strip(), datetime.now(UTC),
         )
     except StaleEpoch:
@@ -62,7 +46,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     settings = load_settings()
     connection = Connection(settings)
     tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
-    limit_resources(settings, WorkerClass(worker_class))
+    limit_resources(settings.training, WorkerClass(worker_class))
     progress_id = create_progress_artifact(
         progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
     )

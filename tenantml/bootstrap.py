@@ -65,13 +65,13 @@ class Connection:
         """Start a training master for an admitted request on the Prefect API; returns its flow run id."""
         from tenantml.adapters.orchestration import submit_master
 
-        return submit_master({"request_id": request_id}, key, self.prefect_api_url)
+        return submit_master({"request_id": request_id}, key, self.settings.prefect.api_url)
 
     @cached_property
     def dispatcher(self) -> PrefectDispatcher:
         from tenantml.adapters.orchestration import PrefectDispatcher
 
-        return PrefectDispatcher(self.prefect_api_url)
+        return PrefectDispatcher(self.settings.prefect.api_url)  # None: the environment's PREFECT_API_URL
 
 
 def _required(configured: str | None, what: str, variable: str, settings: Settings) -> str:

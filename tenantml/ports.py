@@ -109,6 +109,17 @@ class WorkerStore(Protocol):
     def check_current(self, lease: Lease) -> None: ...
     def report_attempt_end(self, lease: Lease, end: AttemptEnd, reason: str, now: datetime) -> None: ...
     def complete(self, lease: Lease, model_version: str, metrics: Mapping[str, float], now: datetime) -> None: ...
+    def finish(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        status: RequestStatus,
+        now: datetime,
+        reason: str | None = None,
+        end: AttemptEnd | None = None,
+    ) -> None:
+        """A user error fails the request at once, from the worker that found it."""
+        ...
 
 
 class MetadataStore(TenantDirectory, RequestStore, MasterStore, WorkerStore, Protocol):

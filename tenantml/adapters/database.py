@@ -6,6 +6,8 @@ the lease epoch, so the database is the single point that decides which worker i
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -23,6 +25,8 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+
+from tenantml.domain.request import ACTIVE
 
 __all__ = ["attempts", "create_database", "metadata", "requests", "tenants"]
 
@@ -75,7 +79,7 @@ requests = Table(
 )
 
 # At most one active training per tenant and model, whatever races the submitters run.
-_ACTIVE_STATUSES = ("pending", "running", "resuming")
+_ACTIVE_STATUSES = sorted(status.value for status in ACTIVE)
 Index(
     "one_active_training",
     requests.c.tenant,
@@ -105,7 +109,7 @@ attempts = Table(
 )
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")

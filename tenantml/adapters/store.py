@@ -8,29 +8,33 @@ same kind of compare-and-set on the epoch, so two masters can never both start a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tenantml.adapters.database import attempts, requests, tenants
 from tenantml.adapters.rows import to_attempt, to_request
 from tenantml.domain.request import (
+    ACTIVE,
+    WORKING,
     Attempt,
     AttemptEnd,
     Checkpoint,
+    Lease,
     RequestStatus,
     TrainingRequest,
     WorkerClass,
 )
-from tenantml.errors import InvalidRequest, NotFound, StaleEpoch, TenantExists
+from tenantml.errors import AlreadyTraining, InvalidRequest, NotFound, ServiceUnavailable, StaleEpoch, TenantExists
 
 __all__ = ["Store"]
 
-_ACTIVE = [status.value for status in RequestStatus if status.is_active]
-_WORKING = [RequestStatus.RUNNING.value, RequestStatus.RESUMING.value]
+_ACTIVE = sorted(status.value for status in ACTIVE)
+_WORKING = sorted(status.value for status in WORKING)
 
 
 class Store:
@@ -39,31 +43,61 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction; a database that does not answer becomes ServiceUnavailable, naming it."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise  # a constraint said no: each caller says what that means
+        except DBAPIError as err:
+            raise ServiceUnavailable(
+                f"the training metadata database ({self.engine.url.render_as_string(hide_password=True)}) "
+                f"failed: {type(err.orig).__name__}: {str(err.orig).strip()[:300]}; check TENANTML_DATABASE__URL "
+                "and that the database is running"
+            ) from err
+
+    _connect = _begin  # reads take a transaction too: one place translates errors
+
     # -- tenants -------------------------------------------------------------------------
     def add_tenant(self, name: str, api_key_sha256: str, now: datetime) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 conn.execute(insert(tenants).values(name=name, api_key_sha256=api_key_sha256, created_at=now))
         except IntegrityError as err:
             raise TenantExists(name) from err
 
     def tenant_exists(self, name: str) -> bool:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return conn.execute(select(tenants.c.name).where(tenants.c.name == name)).first() is not None
 
     def tenant_for_key(self, api_key_sha256: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(select(tenants.c.name).where(tenants.c.api_key_sha256 == api_key_sha256)).first()
         return None if row is None else str(row.name)
 
     def list_tenants(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [str(row.name) for row in conn.execute(select(tenants.c.name).order_by(tenants.c.name))]
 
     # -- requests ------------------------------------------------------------------------
     def add_request(self, request: TrainingRequest) -> None:
+        """Raises AlreadyTraining when the tenant's model has an active request (the unique index says so)."""
+        try:
+            self._insert_request(request)
+        except IntegrityError as err:
+            if request.status.is_active and self.active_request(request.tenant, request.model) is not None:
+                raise AlreadyTraining(request.tenant, request.model) from err
+            if request.idempotency_key and self.by_idempotency_key(request.idempotency_key) is not None:
+                raise InvalidRequest(
+                    f"idempotency key {request.idempotency_key!r} is already in use: choose another one"
+                ) from err
+            raise
+
+    def _insert_request(self, request: TrainingRequest) -> None:
         spec = request.spec
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 insert(requests).values(
                     id=request.id,
@@ -161,7 +195,7 @@ class Store:
         Returns the new epoch.
         """
         epoch = expected_epoch + 1
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(requests)
                 .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_ACTIVE))
@@ -169,7 +203,7 @@ class Store:
                     epoch=epoch,
                     worker_uuid=worker_uuid,
                     worker_class=worker_class.value,
-                    status=(RequestStatus.RESUMING if expected_epoch else RequestStatus.RUNNING).value,
+                    status=RequestStatus.of_new_attempt(first=expected_epoch == 0).value,
                     heartbeat_at=None,
                     move_requested=False,
                     updated_at=now,
@@ -199,7 +233,7 @@ class Store:
         return epoch
 
     def set_attempt_flow_run(self, request_id: str, epoch: int, flow_run_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(attempts)
                 .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch)
@@ -216,7 +250,7 @@ class Store:
         end: AttemptEnd | None = None,
     ) -> None:
         """Move a request to a terminal status, fencing off whichever worker holds it."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             row = conn.execute(select(requests.c.step).where(requests.c.id == request_id)).first()
             result = conn.execute(
                 update(requests)
@@ -235,26 +269,23 @@ class Store:
             self._close_attempt(conn, request_id, expected_epoch, now, end, reason, row.step if row else None)
 
     # -- worker (fenced) -----------------------------------------------------------------
-    def mark_running(self, request_id: str, epoch: int, worker_uuid: str, now: datetime) -> None:
+    def mark_running(self, lease: Lease, now: datetime) -> None:
         """The attempt's training code began (fenced like every worker write)."""
-        self.check_current(request_id, epoch, worker_uuid)
-        with self.engine.begin() as conn:
+        self.check_current(lease)
+        with self._begin() as conn:
             conn.execute(
                 update(attempts)
-                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.running_at.is_(None))
+                .where(attempts.c.request_id == lease.request_id, attempts.c.epoch == lease.epoch,
+                       attempts.c.running_at.is_(None))
                 .values(running_at=now)
             )
 
-    def heartbeat(self, request_id: str, epoch: int, worker_uuid: str, step: int, total_steps: int, now: datetime) -> None:
-        self._fenced(
-            request_id, epoch, worker_uuid, heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now
-        )
+    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> None:
+        self._fenced(lease, heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now)
 
-    def commit_checkpoint(self, request_id: str, epoch: int, worker_uuid: str, checkpoint: Checkpoint, now: datetime) -> None:
+    def commit_checkpoint(self, lease: Lease, checkpoint: Checkpoint, now: datetime) -> None:
         self._fenced(
-            request_id,
-            epoch,
-            worker_uuid,
+            lease,
             checkpoint_uri=checkpoint.uri,
             checkpoint_step=checkpoint.step,
             checkpoint_sha256=checkpoint.sha256,
@@ -262,48 +293,32 @@ class Store:
             updated_at=now,
         )
 
-    def check_current(self, request_id: str, epoch: int, worker_uuid: str) -> None:
+    def check_current(self, lease: Lease) -> None:
         """Raise StaleEpoch unless this worker still holds the lease (a read, writes nothing)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(requests.c.id).where(
-                    requests.c.id == request_id,
-                    requests.c.epoch == epoch,
-                    requests.c.worker_uuid == worker_uuid,
-                    requests.c.status.in_(_WORKING),
-                )
-            ).first()
+        with self._connect() as conn:
+            row = conn.execute(select(requests.c.id).where(*self._lease(lease))).first()
         if row is None:
-            raise StaleEpoch(request_id, epoch)
+            raise StaleEpoch(lease.request_id, lease.epoch)
 
-    def report_attempt_end(
-        self, request_id: str, epoch: int, worker_uuid: str, end: AttemptEnd, reason: str, now: datetime
-    ) -> None:
+    def report_attempt_end(self, lease: Lease, end: AttemptEnd, reason: str, now: datetime) -> None:
         """A worker says why it stops (e.g. out of memory); the master acts on it."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             # The lease check is a fenced write in the same transaction, so no failover can slip in between.
-            fence = update(requests).where(*self._lease(request_id, epoch, worker_uuid)).values(updated_at=now)
+            fence = update(requests).where(*self._lease(lease)).values(updated_at=now)
             if conn.execute(fence).rowcount != 1:
-                raise StaleEpoch(request_id, epoch)
+                raise StaleEpoch(lease.request_id, lease.epoch)
             conn.execute(
                 update(attempts)
-                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.end.is_(None))
+                .where(attempts.c.request_id == lease.request_id, attempts.c.epoch == lease.epoch,
+                       attempts.c.end.is_(None))
                 .values(end=end.value, reason=reason)
             )
 
-    def complete(
-        self,
-        request_id: str,
-        epoch: int,
-        worker_uuid: str,
-        model_version: str,
-        metrics: Mapping[str, float],
-        now: datetime,
-    ) -> None:
-        with self.engine.begin() as conn:
+    def complete(self, lease: Lease, model_version: str, metrics: Mapping[str, float], now: datetime) -> None:
+        with self._begin() as conn:
             result = conn.execute(
                 update(requests)
-                .where(*self._lease(request_id, epoch, worker_uuid))
+                .where(*self._lease(lease))
                 .values(
                     status=RequestStatus.COMPLETED.value,
                     model_version=model_version,
@@ -314,28 +329,29 @@ class Store:
                 )
             )
             if result.rowcount != 1:
-                raise StaleEpoch(request_id, epoch)
-            row = conn.execute(select(requests.c.step).where(requests.c.id == request_id)).first()
-            self._close_attempt(conn, request_id, epoch, now, AttemptEnd.COMPLETED, None, row.step if row else None)
+                raise StaleEpoch(lease.request_id, lease.epoch)
+            row = conn.execute(select(requests.c.step).where(requests.c.id == lease.request_id)).first()
+            self._close_attempt(conn, lease.request_id, lease.epoch, now, AttemptEnd.COMPLETED, None,
+                                row.step if row else None)
 
     # -- internals -----------------------------------------------------------------------
     @staticmethod
-    def _lease(request_id: str, epoch: int, worker_uuid: str) -> list[Any]:
+    def _lease(lease: Lease) -> list[Any]:
         return [
-            requests.c.id == request_id,
-            requests.c.epoch == epoch,
-            requests.c.worker_uuid == worker_uuid,
+            requests.c.id == lease.request_id,
+            requests.c.epoch == lease.epoch,
+            requests.c.worker_uuid == lease.worker_uuid,
             requests.c.status.in_(_WORKING),
         ]
 
-    def _fenced(self, request_id: str, epoch: int, worker_uuid: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            result = conn.execute(update(requests).where(*self._lease(request_id, epoch, worker_uuid)).values(**values))
+    def _fenced(self, lease: Lease, **values: Any) -> None:
+        with self._begin() as conn:
+            result = conn.execute(update(requests).where(*self._lease(lease)).values(**values))
         if result.rowcount != 1:
-            raise StaleEpoch(request_id, epoch)
+            raise StaleEpoch(lease.request_id, lease.epoch)
 
     def _update(self, condition: Any, **values: Any) -> bool:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return conn.execute(update(requests).where(condition).values(**values)).rowcount == 1
 
     @staticmethod
@@ -366,7 +382,7 @@ class Store:
             query = query.where(condition)
         if tenant is not None:
             query = query.where(requests.c.tenant == tenant)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(query).all()
             ids = [row.id for row in rows]
             attempt_rows = (

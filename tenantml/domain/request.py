@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "ACTIVE",
     "Attempt",
     "AttemptEnd",
     "Checkpoint",
@@ -22,8 +23,8 @@ __all__ = [
     "RequestStatus",
     "TrainingRequest",
     "TrainingSpec",
+    "WORKING",
     "WorkerClass",
-    "worker_class_after",
 ]
 
 
@@ -45,7 +46,20 @@ class RequestStatus(StrEnum):
         return not self.is_terminal
 
 
+    @property
+    def is_working(self) -> bool:
+        """A worker holds the lease: only these statuses accept worker writes."""
+        return self in WORKING
+
+    @staticmethod
+    def of_new_attempt(first: bool) -> RequestStatus:
+        """The status a request takes when an attempt opens: the first runs, a later one resumes."""
+        return RequestStatus.RUNNING if first else RequestStatus.RESUMING
+
+
 TERMINAL = frozenset({RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.SKIPPED, RequestStatus.CANCELLED})
+ACTIVE = frozenset(status for status in RequestStatus if status not in TERMINAL)
+WORKING = frozenset({RequestStatus.RUNNING, RequestStatus.RESUMING})
 
 
 class WorkerClass(StrEnum):
@@ -78,13 +92,6 @@ class AttemptEnd(StrEnum):
     def resumes(self) -> bool:
         """Whether another attempt follows an attempt that ended this way."""
         return self not in {AttemptEnd.COMPLETED, AttemptEnd.USER_ERROR, AttemptEnd.CANCELLED}
-
-
-def worker_class_after(current: WorkerClass, end: AttemptEnd) -> WorkerClass:
-    """The class of the next attempt: resource failures escalate, everything else stays."""
-    if end is AttemptEnd.RESOURCE_EXHAUSTED:
-        return WorkerClass.LARGE
-    return current
 
 
 @dataclass(frozen=True)
@@ -190,4 +197,5 @@ class TrainingRequest:
 
     @property
     def failovers(self) -> int:
+        """Failures that used the attempt budget (preemptions and moves do not)."""
         return sum(1 for attempt in self.attempts if attempt.end is not None and attempt.end.is_failover)

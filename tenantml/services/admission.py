@@ -1,8 +1,9 @@
 """Submitting a training request: validate everything that can be validated now, then admit it.
 
-Admission (claim 2 of the patent): a tenant/model already training answers with the running
-request; a request whose data and parameters equal the last completed training is skipped as up
-to date unless forced. Nothing is written unless the request is valid.
+Everything that can be checked without training is checked here, before anything is written: the
+tenant, the model name, the algorithm and its parameters, the promotion policy, the dataset's
+place (inside the tenant's storage) and its header (the target column). The admission rule itself
+(duplicate, up to date, accepted) is the domain's: :mod:`tenantml.domain.admission`.
 """
 
 from __future__ import annotations
@@ -11,34 +12,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from typing import Protocol
 
-from sqlalchemy.exc import IntegrityError
-
-from tenantml.adapters.store import Store
+from tenantml.domain.admission import Admission, Decision, judge
 from tenantml.domain.names import check_model_name
+from tenantml.domain.promotion import PromotionPolicy
 from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
-from tenantml.errors import InvalidDataset, InvalidRequest, UnknownTenant
-from tenantml.adapters.storage import TenantStorage
+from tenantml.errors import AlreadyTraining, InvalidDataset, InvalidRequest, UnknownTenant
 from tenantml.ml.algorithms import validate_params
 from tenantml.ml.dataset import fingerprint_file, read_columns
+from tenantml.ports import DatasetStorage, RequestStore, TenantDirectory
 
 __all__ = ["Admission", "Decision", "TrainingOrder", "request_training", "submit_training"]
 
-PROMOTION_POLICIES = ("always", "if-better")
 
-
-class Decision(StrEnum):
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    UP_TO_DATE = "up_to_date"
-
-
-@dataclass(frozen=True)
-class Admission:
-    request_id: str
-    decision: Decision
-    message: str
+class AdmissionStore(TenantDirectory, RequestStore, Protocol):
+    """What admission reads and writes."""
 
 
 @dataclass(frozen=True)
@@ -56,34 +45,18 @@ class TrainingOrder:
     promotion: str = "always"
 
 
-def check_promotion(policy: str) -> str:
-    """``always``, or ``if-better:<metric>`` / ``if-better`` (on the algorithm's main metric)."""
-    if policy == "always" or policy == "if-better" or policy.startswith("if-better:") and len(policy) > 10:
-        return policy
-    raise InvalidRequest(f"invalid promotion policy {policy!r}: use 'always', 'if-better' or 'if-better:<metric>'")
-
-
-def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, now: datetime | None = None) -> Admission:
-    now = now or datetime.now(UTC)
+def _validated_spec(store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder) -> TrainingSpec:
     if not store.tenant_exists(order.tenant):
         raise UnknownTenant(order.tenant)
     check_model_name(order.model)
     params = validate_params(order.algorithm, order.params)
-    promotion = check_promotion(order.promotion)
+    promotion = PromotionPolicy.parse(order.promotion)
     path = storage.resolve(order.tenant, order.dataset)
     columns = read_columns(path)
     if order.target not in columns:
         shown = ", ".join(repr(c) for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
         raise InvalidDataset(f"target column {order.target!r} is not in dataset {order.dataset!r}; columns: {shown}")
-
-    if order.idempotency_key:
-        earlier = store.by_idempotency_key(order.idempotency_key)
-        if earlier is not None and earlier.tenant != order.tenant:  # keys are global: never answer with theirs
-            raise InvalidRequest(f"idempotency key {order.idempotency_key!r} is already in use: choose another one")
-        if earlier is not None:
-            return Admission(earlier.id, Decision.DUPLICATE, f"idempotency key seen before: request {earlier.id}")
-
-    spec = TrainingSpec(
+    return TrainingSpec(
         tenant=order.tenant,
         model=order.model,
         dataset=str(path),
@@ -91,12 +64,34 @@ def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, 
         algorithm=order.algorithm,
         params=params,
         dataset_fingerprint=fingerprint_file(path),
-        promotion=promotion,
+        promotion=str(promotion),
     )
-    running = store.active_request(order.tenant, order.model)
-    if running is not None:
-        return Admission(running.id, Decision.DUPLICATE, f"{order.tenant}/{order.model} is already training: request {running.id}")
 
+
+def _earlier_by_key(store: AdmissionStore, order: TrainingOrder) -> Admission | None:
+    if not order.idempotency_key:
+        return None
+    earlier = store.by_idempotency_key(order.idempotency_key)
+    if earlier is not None and earlier.tenant != order.tenant:  # keys are global: never answer with theirs
+        raise InvalidRequest(f"idempotency key {order.idempotency_key!r} is already in use: choose another one")
+    if earlier is not None:
+        return Admission(earlier.id, Decision.DUPLICATE, f"idempotency key seen before: request {earlier.id}")
+    return None
+
+
+def submit_training(
+    store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder, now: datetime | None = None
+) -> Admission:
+    """Validate ``order`` and record it as pending (accepted), skipped (up to date) or not at all (duplicate)."""
+    now = now or datetime.now(UTC)
+    spec = _validated_spec(store, storage, order)
+    if (earlier := _earlier_by_key(store, order)) is not None:
+        return earlier
+    active = store.active_request(order.tenant, order.model)
+    last = store.last_completed(order.tenant, order.model)
+    decision, message = judge(spec, order.force, active, last)
+    if decision is Decision.DUPLICATE and active is not None:
+        return Admission(active.id, decision, message)
     request = TrainingRequest(
         id=str(uuid.uuid4()),
         spec=spec,
@@ -106,28 +101,28 @@ def submit_training(store: Store, storage: TenantStorage, order: TrainingOrder, 
         idempotency_key=order.idempotency_key,
         force=order.force,
     )
-    last = store.last_completed(order.tenant, order.model)
-    if not order.force and last is not None and last.spec.training_fingerprint == spec.training_fingerprint:
-        request.status = RequestStatus.SKIPPED
-        request.reason = f"up to date: same data and parameters as request {last.id} (version {last.model_version})"
-        request.finished_at = now
-        request.finalized_at = now  # nothing to promote or clean up
-        request.model_version = last.model_version
+    if decision is Decision.UP_TO_DATE:
+        request.status, request.reason = RequestStatus.SKIPPED, message
+        request.finished_at = request.finalized_at = now  # nothing to promote or clean up
+        request.model_version = last.model_version if last else None
         store.add_request(request)
-        return Admission(request.id, Decision.UP_TO_DATE, request.reason)
-
+        return Admission(request.id, decision, message)
     try:
         store.add_request(request)
-    except IntegrityError:
+    except AlreadyTraining:  # another submitter won the race for the one active slot
         running = store.active_request(order.tenant, order.model)
         if running is None:
             raise
-        return Admission(running.id, Decision.DUPLICATE, f"{order.tenant}/{order.model} is already training: request {running.id}")
+        decision, message = judge(spec, order.force, running, None)
+        return Admission(running.id, decision, message)
     return Admission(request.id, Decision.ACCEPTED, f"accepted: request {request.id}")
 
 
 def request_training(
-    store: Store, storage: TenantStorage, start_master: Callable[[str, str], object], order: TrainingOrder,
+    store: AdmissionStore,
+    storage: DatasetStorage,
+    start_master: Callable[[str, str], object],
+    order: TrainingOrder,
     now: datetime | None = None,
 ) -> Admission:
     """Admit the order and, if it was accepted, start its training master.

@@ -3,7 +3,8 @@
 Liveness is judged by observation, not by comparing clocks: the master notes when it last saw the
 heartbeat *change*, on its own monotonic clock. A worker on a host with a skewed clock is neither
 killed early nor kept late. Nothing lives only in memory: a restarted master rebuilds its view from
-the store and merely starts observing afresh.
+the store and merely starts observing afresh. What follows a UUID event (resume on which class, or
+fail) is the domain's decision: :mod:`tenantml.domain.failover`.
 """
 
 from __future__ import annotations
@@ -12,53 +13,32 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
-from tenantml.adapters.store import Store
-from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass, worker_class_after
+from tenantml.domain.failover import Fail, UuidEvent, decide
+from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, TrainingRequest, WorkerClass
 from tenantml.errors import StaleEpoch
+from tenantml.ports import Dispatcher, MasterStore, RunState
 from tenantml.settings import TrainingSettings
 
-__all__ = ["Dispatcher", "RunState", "Supervisor", "UuidEvent"]
+__all__ = ["Finalizer", "TrainingMaster"]
 
 log = logging.getLogger(__name__)
-
-
-class RunState(StrEnum):
-    WAITING = "waiting"  # scheduled or pending: no worker has it yet
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"  # failed, crashed or cancelled: the process is gone
-    UNKNOWN = "unknown"
-
-
-class Dispatcher(Protocol):
-    def dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> str: ...
-    def run_state(self, flow_run_id: str) -> tuple[RunState, str]: ...
-    def cancel(self, flow_run_id: str) -> None: ...
 
 
 class Finalizer(Protocol):
     def finalize(self, request: TrainingRequest) -> None: ...
 
 
-@dataclass(frozen=True)
-class UuidEvent:
-    end: AttemptEnd
-    reason: str
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Supervisor:
+class TrainingMaster:
     def __init__(
         self,
-        store: Store,
+        store: MasterStore,
         dispatcher: Dispatcher,
         finalizer: Finalizer,
         settings: TrainingSettings,
@@ -75,17 +55,7 @@ class Supervisor:
     def run(self, request_id: str, master_id: str) -> TrainingRequest:
         """Watch the request until it ends (or another master takes it over)."""
         self.store.claim_master(request_id, master_id, _now())
-        request = self.store.get_request(request_id)
-        if request.status.is_active:
-            attempt = request.current_attempt
-            if attempt is None:
-                try:
-                    self._start(request, None, None, WorkerClass.SMALL)
-                except StaleEpoch:  # another master opened the first attempt just now: watch it instead
-                    log.warning("request %s: another master started the first attempt", request_id)
-            elif attempt.flow_run_id is None:  # a master died between opening the attempt and dispatching it
-                self._dispatch(request.id, attempt.worker_uuid, attempt.epoch, attempt.worker_class)
-            self.on_change(self.store.get_request(request_id))
+        self._take_over(self.store.get_request(request_id))
         while True:
             request = self.store.get_request(request_id)
             if request.status.is_terminal:
@@ -98,14 +68,25 @@ class Supervisor:
                 return request
             attempt = request.current_attempt
             if attempt is not None and attempt.flow_run_id is None and attempt.end is None:
-                self._dispatch(request.id, attempt.worker_uuid, attempt.epoch, attempt.worker_class)  # retry
-                self.sleep(self.settings.watch_interval_s)
-                continue
-            event = self.detect(request)
-            if event is not None:
+                self._dispatch(Lease(request.id, attempt.worker_uuid, attempt.epoch), attempt.worker_class)  # retry
+            elif (event := self.detect(request)) is not None:
                 self.fail_over(request, event)
                 self.on_change(self.store.get_request(request_id))
             self.sleep(self.settings.watch_interval_s)
+
+    def _take_over(self, request: TrainingRequest) -> None:
+        """Open the first attempt, or finish what a dead master left half done."""
+        if not request.status.is_active:
+            return
+        attempt = request.current_attempt
+        if attempt is None:
+            try:
+                self._start(request, None, None, WorkerClass.SMALL)
+            except StaleEpoch:  # another master opened the first attempt just now: watch it instead
+                log.warning("request %s: another master started the first attempt", request.id)
+        elif attempt.flow_run_id is None:  # a master died between opening the attempt and dispatching it
+            self._dispatch(Lease(request.id, attempt.worker_uuid, attempt.epoch), attempt.worker_class)
+        self.on_change(self.store.get_request(request.id))
 
     def detect(self, request: TrainingRequest) -> UuidEvent | None:
         attempt = request.current_attempt
@@ -117,13 +98,7 @@ class Supervisor:
             return UuidEvent(AttemptEnd.MOVED, "moved by an operator")
         state, message = self.dispatcher.run_state(attempt.flow_run_id)
         if state in (RunState.FAILED, RunState.FINISHED):
-            fresh = self.store.get_request(request.id)  # the worker may have finished the request just now
-            if fresh.status.is_terminal or fresh.epoch != request.epoch:
-                return None
-            reported = fresh.current_attempt
-            if reported is not None and reported.end is not None:  # ... or said why just before its run ended
-                return UuidEvent(reported.end, reported.reason or reported.end.value)
-            return UuidEvent(AttemptEnd.CRASHED, f"worker run {state.value}: {message}".rstrip(": "))
+            return self._run_ended(request, state, message)
         observed = (request.epoch, request.heartbeat_at, request.step)
         now = self.clock()
         if observed != self._seen:
@@ -138,24 +113,29 @@ class Supervisor:
             return UuidEvent(AttemptEnd.HEARTBEAT_LOST, f"no heartbeat for {silent:.1f} s (worker {attempt.worker_uuid})")
         return None
 
+    def _run_ended(self, request: TrainingRequest, state: RunState, message: str) -> UuidEvent | None:
+        fresh = self.store.get_request(request.id)  # the worker may have finished the request just now
+        if fresh.status.is_terminal or fresh.epoch != request.epoch:
+            return None
+        reported = fresh.current_attempt
+        if reported is not None and reported.end is not None:  # ... or said why just before its run ended
+            return UuidEvent(reported.end, reported.reason or reported.end.value)
+        return UuidEvent(AttemptEnd.CRASHED, f"worker run {state.value}: {message}".rstrip(": "))
+
     def fail_over(self, request: TrainingRequest, event: UuidEvent) -> None:
-        """Clear the UUID, bump the epoch, mint a new UUID and start the next attempt."""
+        """Clear the UUID, bump the epoch, mint a new UUID and start the next attempt (or fail)."""
         attempt = request.current_attempt
-        assert attempt is not None
-        # The current attempt counts once, by this event, even if its worker already reported the same end.
-        earlier = sum(1 for a in request.attempts[:-1] if a.end is not None and a.end.is_failover)
-        used = earlier + (1 if event.end.is_failover else 0)
+        if attempt is None:
+            return
+        decision = decide(request, event, self.settings.attempt_budget)
         try:
-            if event.end is AttemptEnd.USER_ERROR or (event.end.is_failover and used > self.settings.attempt_budget):
-                reason = event.reason if event.end is AttemptEnd.USER_ERROR else (
-                    f"gave up after {len(request.attempts)} attempts ({used} failures); last: {event.reason}"
-                )
-                self.store.finish(request.id, request.epoch, RequestStatus.FAILED, _now(), reason, event.end)
+            if isinstance(decision, Fail):
+                self.store.finish(request.id, request.epoch, RequestStatus.FAILED, _now(), decision.reason, event.end)
             else:
-                log.warning("request %s: UUID event %s (%s); resuming from step %s",
+                log.warning("request %s: UUID event %s (%s); resuming from step %s on %s",
                             request.id, event.end.value, event.reason,
-                            request.checkpoint.step if request.checkpoint else 0)
-                self._start(request, event.end, event.reason, worker_class_after(attempt.worker_class, event.end))
+                            request.checkpoint.step if request.checkpoint else 0, decision.worker_class.value)
+                self._start(request, event.end, event.reason, decision.worker_class)
         except StaleEpoch:
             return  # somebody else (a worker finishing, another master) moved first
         if attempt.flow_run_id:
@@ -164,14 +144,14 @@ class Supervisor:
     def _start(self, request: TrainingRequest, end: AttemptEnd | None, reason: str | None, worker_class: WorkerClass) -> None:
         worker_uuid = str(uuid.uuid4())
         epoch = self.store.start_attempt(request.id, request.epoch, worker_uuid, worker_class, _now(), end, reason)
-        self._dispatch(request.id, worker_uuid, epoch, worker_class)
+        self._dispatch(Lease(request.id, worker_uuid, epoch), worker_class)
 
-    def _dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> None:
+    def _dispatch(self, lease: Lease, worker_class: WorkerClass) -> None:
         """Start the attempt's worker run; on an API error the watch loop tries again (same idempotency key)."""
         try:
-            flow_run_id = self.dispatcher.dispatch(request_id, worker_uuid, epoch, worker_class)
+            flow_run_id = self.dispatcher.dispatch(lease, worker_class)
         except Exception as err:
-            log.warning("request %s: dispatching epoch %s failed (%s); retrying", request_id, epoch, err)
+            log.warning("request %s: dispatching epoch %s failed (%s); retrying", lease.request_id, lease.epoch, err)
             return
-        self.store.set_attempt_flow_run(request_id, epoch, flow_run_id)
+        self.store.set_attempt_flow_run(lease.request_id, lease.epoch, flow_run_id)
         self._seen, self._seen_at = None, self.clock()

@@ -9,15 +9,14 @@ seconds and as the scheduled `training-reconciler` flow in production.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from tenantml.adapters.store import Store
+from tenantml.ports import MasterLauncher, MasterStore
 
 __all__ = ["orphaned_requests", "reconcile"]
 
 
-def orphaned_requests(store: Store, now: datetime, stale_after_s: float) -> list[str]:
+def orphaned_requests(store: MasterStore, now: datetime, stale_after_s: float) -> list[str]:
     cutoff = now - timedelta(seconds=stale_after_s)
     found = []
     for request in store.needing_master():
@@ -28,7 +27,7 @@ def orphaned_requests(store: Store, now: datetime, stale_after_s: float) -> list
 
 
 def reconcile(
-    store: Store, start_master: Callable[[str, str], object], now: datetime, stale_after_s: float = 15.0
+    store: MasterStore, start_master: MasterLauncher, now: datetime, stale_after_s: float = 15.0
 ) -> list[str]:
     """Start a master for each orphaned request; returns their ids.
 

@@ -21,16 +21,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from tenantml.adapters.store import Store
-from tenantml.domain.request import AttemptEnd, Checkpoint, RequestStatus, TrainingRequest
+from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest, StaleEpoch
+from tenantml.ports import CheckpointStore, ModelRegistry, RunTracking, WorkerStore
 from tenantml.settings import TrainingSettings
 from tenantml.ml.algorithms import Trainer, trainer_for
 from tenantml.ml.dataset import TrainingData, prepare, read_table
 
-__all__ = ["AttemptOutcome", "Lease", "TrainingAttempt"]
+__all__ = ["AttemptOutcome", "AttemptTracking", "TrainingAttempt"]
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +39,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class CheckpointStore(Protocol):
-    def start_run(self, request: TrainingRequest) -> str: ...
-    def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint: ...
-    def download_checkpoint(self, checkpoint: Checkpoint) -> bytes: ...
-    def mirror(self, run_id: str, **values: object) -> None: ...
-    def record(self, run_id: str, tags: dict[str, object] | None = None,
-               metrics: dict[str, float] | None = None, step: int = 0) -> None: ...
-
-
-class ModelSink(Protocol):
-    def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str: ...
-    def register(self, tenant: str, model: str, model_uri: str, run_id: str, tags: dict[str, object]) -> str: ...
-    def delete_version(self, tenant: str, model: str, version: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Lease:
-    request_id: str
-    worker_uuid: str
-    epoch: int
+class AttemptTracking(RunTracking, CheckpointStore, Protocol):
+    """The request's MLflow run: its mirror of progress, and the checkpoint bytes under it."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +55,7 @@ class AttemptOutcome:
 class _Heartbeat(threading.Thread):
     """Sends the heartbeat every interval; sets ``fenced`` on the first refused write."""
 
-    def __init__(self, store: Store, lease: Lease, interval_s: float) -> None:
+    def __init__(self, store: WorkerStore, lease: Lease, interval_s: float) -> None:
         super().__init__(name="tenantml-heartbeat", daemon=True)
         self.store, self.lease, self.interval_s = store, lease, interval_s
         self.step, self.total = 0, 0
@@ -82,7 +64,7 @@ class _Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            self.store.heartbeat(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, self.step, self.total, _now())
+            self.store.heartbeat(self.lease, self.step, self.total, _now())
         except StaleEpoch:
             self.fenced.set()
         except Exception:  # a passing database error: the next beat tries again
@@ -100,9 +82,9 @@ class TrainingAttempt:
     def __init__(
         self,
         lease: Lease,
-        store: Store,
-        checkpoints: CheckpointStore,
-        models: ModelSink,
+        store: WorkerStore,
+        checkpoints: AttemptTracking,
+        models: ModelRegistry,
         settings: TrainingSettings,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -117,7 +99,7 @@ class TrainingAttempt:
 
     def run(self) -> AttemptOutcome:
         lease = self.lease
-        self.store.mark_running(lease.request_id, lease.epoch, lease.worker_uuid, _now())
+        self.store.mark_running(lease, _now())
         request = self.store.get_request(lease.request_id)
         if request.mlflow_run_id is None:  # the first attempt opens the request's MLflow run
             self.store.set_mlflow_run(lease.request_id, self.checkpoints.start_run(request), _now())
@@ -185,9 +167,9 @@ class TrainingAttempt:
         """Upload the checkpoint, then move the pointer only if this epoch is still current."""
         lease, step = self.lease, trainer.completed_steps
         run_id = request.mlflow_run_id or ""
-        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)  # a fenced worker uploads nothing
+        self.store.check_current(lease)  # a fenced worker uploads nothing
         checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
-        self.store.commit_checkpoint(lease.request_id, lease.epoch, lease.worker_uuid, checkpoint, _now())
+        self.store.commit_checkpoint(lease, checkpoint, _now())
         self.checkpoints.record(run_id, tags={"step": step, "checkpoint_step": step, "worker_uuid": lease.worker_uuid,
                                               "epoch": lease.epoch}, metrics=metrics, step=step)
 
@@ -203,9 +185,9 @@ class TrainingAttempt:
         import pandas as pd
 
         sample = pd.DataFrame(data.features[:5], columns=list(data.feature_names))
-        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
+        self.store.check_current(lease)
         model_uri = self.models.log_model(run_id, trainer.estimator, sample, lease.epoch)
-        self.store.check_current(lease.request_id, lease.epoch, lease.worker_uuid)
+        self.store.check_current(lease)
         metrics = trainer.final_metrics()
         version = self.models.register(
             spec.tenant,
@@ -222,7 +204,7 @@ class TrainingAttempt:
             },
         )
         try:
-            self.store.complete(lease.request_id, lease.epoch, lease.worker_uuid, version, metrics, _now())
+            self.store.complete(lease, version, metrics, _now())
         except StaleEpoch:
             with contextlib.suppress(Exception):  # the fence is the outcome; finalization removes strays
                 self.models.delete_version(spec.tenant, spec.model, version)
@@ -232,7 +214,7 @@ class TrainingAttempt:
 
     def _report(self, end: AttemptEnd, reason: str, resume_step: int) -> AttemptOutcome:
         try:
-            self.store.report_attempt_end(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, end, reason, _now())
+            self.store.report_attempt_end(self.lease, end, reason, _now())
         except StaleEpoch:
             return AttemptOutcome(None, "fenced", resume_step=resume_step)
         return AttemptOutcome(end, reason, resume_step=resume_step)

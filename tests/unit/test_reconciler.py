@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from tenantml.adapters.database import create_database
 from tenantml.adapters.store import Store
-from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
+from tenantml.domain.request import Lease, RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
 from tenantml.services.reconcile import reconcile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,10 +44,10 @@ def test_finished_but_unfinalized_request_gets_a_master_and_finalized_one_does_n
     store = _store(sqlite_url)
     done = _request(store, "done")
     epoch = store.start_attempt(done, 0, "w", WorkerClass.SMALL, T0)
-    store.complete(done, epoch, "w", "1", {}, T0)
+    store.complete(Lease(done, "w", epoch), "1", {}, T0)
     finalized = _request(store, "finalized")
     epoch = store.start_attempt(finalized, 0, "w2", WorkerClass.SMALL, T0)
-    store.complete(finalized, epoch, "w2", "1", {}, T0)
+    store.complete(Lease(finalized, "w2", epoch), "1", {}, T0)
     store.mark_finalized(finalized, T0)
 
     assert reconcile(store, lambda *a: None, T0 + timedelta(minutes=1), stale_after_s=15) == [done]

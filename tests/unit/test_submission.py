@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from tenantml.adapters.database import create_database, requests
 from tenantml.adapters.store import Store
-from tenantml.domain.request import RequestStatus, WorkerClass
+from tenantml.domain.request import Lease, RequestStatus, WorkerClass
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.errors import (
     DatasetNotFound,
@@ -66,7 +66,7 @@ def request_count(engine: Engine) -> int:
 def complete(store: Store, request_id: str, version: str = "1") -> None:
     worker = str(uuid.uuid4())
     epoch = store.start_attempt(request_id, 0, worker, WorkerClass.SMALL, NOW)
-    store.complete(request_id, epoch, worker, version, {"accuracy": 1.0}, NOW)
+    store.complete(Lease(request_id, worker, epoch), version, {"accuracy": 1.0}, NOW)
 
 
 def test_accepted_request_is_pending_with_the_resolved_dataset_and_complete_params(

@@ -1,28 +1,34 @@
-"""The training metadata store on a real SQLite file: fenced writes, compare-and-set failover, scoping."""
+"""The training metadata store, one suite on both backends: fenced writes, compare-and-set failover, scoping.
+
+SQLite runs on a file per test; PostgreSQL (127.0.0.1:5432, trust auth) on a database the session
+creates with a unique name and drops afterwards.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import create_database
 from tenantml.adapters.store import Store
-from tenantml.errors import TenantExists
 from tenantml.domain.request import (
     AttemptEnd,
     Checkpoint,
+    Lease,
     RequestStatus,
     TrainingRequest,
     TrainingSpec,
     WorkerClass,
 )
 from tenantml.domain.tenant import hash_api_key, new_api_key
-from tenantml.errors import InvalidRequest, NotFound, StaleEpoch
+from tenantml.errors import AlreadyTraining, InvalidRequest, NotFound, StaleEpoch, TenantExists
+from tests.support.postgres import temporary_database
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -37,11 +43,20 @@ def new_request(tenant: str, model: str = "churn", key: str | None = None, creat
     return TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, created_at, created_at, idempotency_key=key)
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    engine = create_database(sqlite_url)
-    yield Store(engine)
-    engine.dispose()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same suite on both backends: SQLite (the embedded default) and PostgreSQL (production).
+
+    Each test gets an empty database of its own, so that listings can be asserted whole.
+    """
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'tenantml.db'}"
+        else:
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{stack.enter_context(temporary_database())}"
+        engine = create_database(url)
+        stack.callback(engine.dispose)
+        yield Store(engine)
 
 
 @pytest.fixture
@@ -64,17 +79,17 @@ def replaced(store: Store, tenant: str) -> str:
     """A request whose first worker (A, epoch 1) trained to step 7, committed step 5, and was replaced by B."""
     request_id = add(store, tenant)
     assert store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1)) == 1
-    store.heartbeat(request_id, 1, WORKER_A, 7, 20, at(2))
-    store.commit_checkpoint(request_id, 1, WORKER_A, Checkpoint("file:///ck/5", 5, "c" * 64), at(3))
+    store.heartbeat(Lease(request_id, WORKER_A, 1), 7, 20, at(2))
+    store.commit_checkpoint(Lease(request_id, WORKER_A, 1), Checkpoint("file:///ck/5", 5, "c" * 64), at(3))
     assert store.start_attempt(request_id, 1, WORKER_B, WorkerClass.SMALL, at(4), AttemptEnd.CRASHED, "boom") == 2
     return request_id
 
 
 STALE_WRITES: dict[str, Callable[[Store, str], None]] = {
-    "heartbeat": lambda s, r: s.heartbeat(r, 1, WORKER_A, 9, 20, at(10)),
-    "commit_checkpoint": lambda s, r: s.commit_checkpoint(r, 1, WORKER_A, Checkpoint("file:///ck/9", 9, "d"), at(10)),
-    "complete": lambda s, r: s.complete(r, 1, WORKER_A, "7", {"accuracy": 0.9}, at(10)),
-    "report_attempt_end": lambda s, r: s.report_attempt_end(r, 1, WORKER_A, AttemptEnd.PREEMPTED, "spot", at(10)),
+    "heartbeat": lambda s, r: s.heartbeat(Lease(r, WORKER_A, 1), 9, 20, at(10)),
+    "commit_checkpoint": lambda s, r: s.commit_checkpoint(Lease(r, WORKER_A, 1), Checkpoint("file:///ck/9", 9, "d"), at(10)),
+    "complete": lambda s, r: s.complete(Lease(r, WORKER_A, 1), "7", {"accuracy": 0.9}, at(10)),
+    "report_attempt_end": lambda s, r: s.report_attempt_end(Lease(r, WORKER_A, 1), AttemptEnd.PREEMPTED, "spot", at(10)),
 }
 
 
@@ -90,16 +105,16 @@ def test_stale_epoch_write_raises_and_changes_nothing(store: Store, replaced: st
 def test_write_with_current_epoch_but_another_uuid_is_refused(store: Store, replaced: str) -> None:
     before = store.get_request(replaced)
     with pytest.raises(StaleEpoch):
-        store.heartbeat(replaced, 2, WORKER_A, 9, 20, at(10))
+        store.heartbeat(Lease(replaced, WORKER_A, 2), 9, 20, at(10))
     with pytest.raises(StaleEpoch):
-        store.check_current(replaced, 2, WORKER_A)
+        store.check_current(Lease(replaced, WORKER_A, 2))
     assert store.get_request(replaced) == before
 
 
 def test_current_worker_writes_are_accepted(store: Store, replaced: str) -> None:
-    store.check_current(replaced, 2, WORKER_B)
-    store.heartbeat(replaced, 2, WORKER_B, 8, 20, at(10))
-    store.commit_checkpoint(replaced, 2, WORKER_B, Checkpoint("file:///ck/8", 8, "e" * 64), at(11))
+    store.check_current(Lease(replaced, WORKER_B, 2))
+    store.heartbeat(Lease(replaced, WORKER_B, 2), 8, 20, at(10))
+    store.commit_checkpoint(Lease(replaced, WORKER_B, 2), Checkpoint("file:///ck/8", 8, "e" * 64), at(11))
     request = store.get_request(replaced)
     assert (request.step, request.total_steps, request.heartbeat_at) == (8, 20, at(11))
     assert request.checkpoint == Checkpoint("file:///ck/8", 8, "e" * 64)
@@ -144,7 +159,7 @@ def test_concurrent_failovers_from_the_same_epoch_have_exactly_one_winner(store:
 def test_finish_fences_the_worker_and_closes_its_attempt(store: Store, tenant: str) -> None:
     request_id = add(store, tenant)
     store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1))
-    store.heartbeat(request_id, 1, WORKER_A, 3, 10, at(2))
+    store.heartbeat(Lease(request_id, WORKER_A, 1), 3, 10, at(2))
     store.finish(request_id, 1, RequestStatus.FAILED, at(3), "gave up", AttemptEnd.CRASHED)
     request = store.get_request(request_id)
     assert (request.status, request.reason, request.worker_uuid, request.finished_at) == (
@@ -177,14 +192,14 @@ def test_attempts_history_records_numbers_epochs_ends_and_steps(store: Store, re
     assert request.steps_redone(second) == 2
 
     store.set_attempt_flow_run(replaced, 2, "flow-run-2")
-    store.report_attempt_end(replaced, 2, WORKER_B, AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", at(5))
+    store.report_attempt_end(Lease(replaced, WORKER_B, 2), AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", at(5))
     reported = store.get_request(replaced).attempts[1]
     assert (reported.flow_run_id, reported.end, reported.reason, reported.ended_at) == (
         "flow-run-2", AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", None
     )
     store.start_attempt(replaced, 2, WORKER_A, WorkerClass.LARGE, at(6), AttemptEnd.CRASHED, "run crashed")
-    store.heartbeat(replaced, 3, WORKER_A, 20, 20, at(7))
-    store.complete(replaced, 3, WORKER_A, "4", {"accuracy": 0.75}, at(8))
+    store.heartbeat(Lease(replaced, WORKER_A, 3), 20, 20, at(7))
+    store.complete(Lease(replaced, WORKER_A, 3), "4", {"accuracy": 0.75}, at(8))
 
     done = store.get_request(replaced)
     assert (done.status, done.model_version, done.metrics, done.worker_uuid, done.finished_at) == (
@@ -201,7 +216,7 @@ def test_attempts_history_records_numbers_epochs_ends_and_steps(store: Store, re
 
 def test_one_active_training_per_tenant_and_model(store: Store, tenant: str, tenant_name: str) -> None:
     first = add(store, tenant, "churn")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(AlreadyTraining):
         add(store, tenant, "churn", created=1)
     add(store, tenant, "other-model")
     other_tenant = tenant_name + "-b"
@@ -209,7 +224,7 @@ def test_one_active_training_per_tenant_and_model(store: Store, tenant: str, ten
     add(store, other_tenant, "churn")
 
     store.start_attempt(first, 0, WORKER_A, WorkerClass.SMALL, at(1))
-    with pytest.raises(IntegrityError):  # running counts as active too
+    with pytest.raises(AlreadyTraining):  # running counts as active too
         add(store, tenant, "churn", created=2)
     store.finish(first, 1, RequestStatus.CANCELLED, at(3))
     second = add(store, tenant, "churn", created=4)
@@ -250,7 +265,7 @@ def test_reads_are_scoped_by_tenant(store: Store, tenant: str, tenant_name: str)
 
 
 def test_datetimes_come_back_timezone_aware(store: Store, replaced: str) -> None:
-    store.heartbeat(replaced, 2, WORKER_B, 8, 20, at(10))
+    store.heartbeat(Lease(replaced, WORKER_B, 2), 8, 20, at(10))
     store.claim_master(replaced, "master-1", at(11))
     store.finish(replaced, 2, RequestStatus.CANCELLED, at(12), "cancelled", AttemptEnd.CANCELLED)
     request = store.get_request(replaced)

@@ -18,6 +18,7 @@ from tenantml.adapters.store import Store
 from tenantml.domain.request import (
     AttemptEnd,
     Checkpoint,
+    Lease,
     RequestStatus,
     TrainingRequest,
     TrainingSpec,
@@ -26,7 +27,8 @@ from tenantml.domain.request import (
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.errors import StaleEpoch
 from tenantml.settings import TrainingSettings
-from tenantml.services.master import RunState, Supervisor
+from tenantml.ports import RunState
+from tenantml.services.master import TrainingMaster
 
 INTERVAL = 0.5
 TIMEOUT = 5.0
@@ -52,6 +54,10 @@ class Dispatch:
     flow_run_id: str
     at: float  # the master's clock
 
+    @property
+    def lease(self) -> Lease:
+        return Lease(self.request_id, self.worker_uuid, self.epoch)
+
 
 class FakeDispatcher:
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -62,9 +68,11 @@ class FakeDispatcher:
         self.initial_state = RunState.RUNNING, ""
         self.on_run_state: Callable[[str], None] = lambda flow_run_id: None
 
-    def dispatch(self, request_id: str, worker_uuid: str, epoch: int, worker_class: WorkerClass) -> str:
+    def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str:
         flow_run_id = f"run-{len(self.dispatches) + 1}"
-        self.dispatches.append(Dispatch(request_id, worker_uuid, epoch, worker_class, flow_run_id, self.clock()))
+        self.dispatches.append(
+            Dispatch(lease.request_id, lease.worker_uuid, lease.epoch, worker_class, flow_run_id, self.clock())
+        )
         self.states[flow_run_id] = self.initial_state
         return flow_run_id
 
@@ -87,29 +95,25 @@ class FakeFinalizer:
 class Worker:
     """A training worker writing to the store with the lease of one dispatch."""
 
-    def __init__(self, store: Store, lease: Dispatch) -> None:
-        self.store, self.lease = store, lease
+    def __init__(self, store: Store, dispatch: Dispatch) -> None:
+        self.store, self.lease = store, dispatch.lease
 
     def beat(self, step: int) -> None:
-        self.store.heartbeat(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, step, 20,
-                             SKEWED + timedelta(seconds=step))
+        self.store.heartbeat(self.lease, step, 20, SKEWED + timedelta(seconds=step))
 
     def checkpoint(self, step: int) -> None:
-        self.store.commit_checkpoint(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid,
-                                     Checkpoint(f"file:///ck/{step}", step, "c" * 64), SKEWED)
+        self.store.commit_checkpoint(self.lease, Checkpoint(f"file:///ck/{step}", step, "c" * 64), SKEWED)
 
     def report(self, end: AttemptEnd, reason: str) -> None:
-        lease = self.lease
-        self.store.report_attempt_end(lease.request_id, lease.epoch, lease.worker_uuid, end, reason, SKEWED)
+        self.store.report_attempt_end(self.lease, end, reason, SKEWED)
 
     def complete(self) -> None:
         self.beat(20)
-        self.store.complete(self.lease.request_id, self.lease.epoch, self.lease.worker_uuid, "1", {"accuracy": 0.9},
-                            SKEWED)
+        self.store.complete(self.lease, "1", {"accuracy": 0.9}, SKEWED)
 
 
 class Master:
-    """One training master: a supervisor with a fake clock whose sleep runs the workers' script."""
+    """One training master with a fake clock whose sleep runs the workers' script."""
 
     def __init__(self, store: Store, budget: int = 3) -> None:
         self.store, self.settings = store, settings(budget)
@@ -127,7 +131,7 @@ class Master:
 
     def run(self, request_id: str, script: Script | None = None, master_id: str = "master-1") -> TrainingRequest:
         self.script = script if script is not None else iter(())
-        supervisor = Supervisor(self.store, self.dispatcher, self.finalizer, self.settings,
+        supervisor = TrainingMaster(self.store, self.dispatcher, self.finalizer, self.settings,
                                 clock=lambda: self.now, sleep=self.sleep)
         return supervisor.run(request_id, master_id)
 
@@ -384,7 +388,7 @@ def test_restarted_master_keeps_watching_the_running_attempt(store: Store, reque
 def test_restarted_master_fences_a_dead_worker_after_its_own_timeout(store: Store, request_id: str) -> None:
     store.start_attempt(request_id, 0, str(uuid.uuid4()), WorkerClass.SMALL, datetime.now(UTC))
     store.set_attempt_flow_run(request_id, 1, "run-old")
-    store.heartbeat(request_id, 1, store.get_request(request_id).worker_uuid or "", 3, 20, SKEWED)
+    store.heartbeat(Lease(request_id, store.get_request(request_id).worker_uuid or "", 1), 3, 20, SKEWED)
     master = Master(store)
     master.dispatcher.states["run-old"] = RunState.RUNNING, ""
 
