@@ -1,0 +1,5 @@
+"""Prefect blocks users register."""
+
+__all__ = [
+    "platform",
+]

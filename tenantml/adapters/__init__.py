@@ -1,1 +1,12 @@
-"""Thin adapters from the domain to the database, MLflow, Prefect and storage."""
+"""Thin adapters from the ports to the database, MLflow, Prefect and storage; third-party errors are translated here."""
+
+__all__ = [
+    "database",
+    "orchestration",
+    "registry",
+    "rows",
+    "storage",
+    "store",
+    "tracking",
+    "worker_limits",
+]

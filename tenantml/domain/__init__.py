@@ -1,1 +1,10 @@
 """The domain: plain Python, no framework imports."""
+
+__all__ = [
+    "admission",
+    "failover",
+    "names",
+    "promotion",
+    "request",
+    "tenant",
+]

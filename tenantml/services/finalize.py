@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from tenantml.adapters.registry import Registry
-from tenantml.adapters.tracking import Tracking
-from tenantml.domain.promotion import should_promote
+from tenantml.domain.promotion import PromotionPolicy
 from tenantml.domain.request import RequestStatus, TrainingRequest
+from tenantml.ports import ModelRegistry, RunTracking
 
 __all__ = ["Completion"]
 
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class Completion:
-    def __init__(self, tracking: Tracking, registry: Registry, checkpoint_retention: int) -> None:
+    def __init__(self, tracking: RunTracking, registry: ModelRegistry, checkpoint_retention: int) -> None:
         self.tracking, self.registry, self.retention = tracking, registry, checkpoint_retention
 
     def finalize(self, request: TrainingRequest) -> None:
@@ -53,7 +52,7 @@ class Completion:
             tags = self.registry.version_tags(tenant, model, champion)
             champion_metrics = {k.removeprefix("tenantml.metric."): float(v) for k, v in tags.items()
                                 if k.startswith("tenantml.metric.")}
-        promote, why = should_promote(request.spec.promotion, request.metrics, champion_metrics)
+        promote, why = PromotionPolicy.parse(request.spec.promotion).decide(request.metrics, champion_metrics)
         log.info("request %s, %s.%s v%s: %s", request.id, tenant, model, version, why)
         if promote:
             self.registry.set_champion(tenant, model, version)

@@ -1,0 +1,7 @@
+"""Resumable algorithms, their parameters, and reading a tenant's dataset."""
+
+__all__ = [
+    "algorithms",
+    "dataset",
+    "params",
+]

@@ -1,0 +1,10 @@
+"""The use cases, depending on :mod:`tenantml.ports` and the domain only."""
+
+__all__ = [
+    "admission",
+    "finalize",
+    "history",
+    "master",
+    "reconcile",
+    "worker",
+]
