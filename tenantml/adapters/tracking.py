@@ -18,7 +18,9 @@ from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
+from tenantml.adapters.mlflow_errors import mlflow_calls
 from tenantml.domain.request import Checkpoint, TrainingRequest
+from tenantml.errors import CorruptCheckpoint
 
 __all__ = ["TAG_PREFIX", "Tracking", "experiment_name"]
 
@@ -53,27 +55,28 @@ class Tracking:
             return str(found.experiment_id)
 
     def start_run(self, request: TrainingRequest) -> str:
-        spec = request.spec
-        run = self.client.create_run(
-            self.experiment_id(spec.tenant),
-            run_name=f"{spec.model}-{request.id[:8]}",
-            tags=_tags(
-                {
-                    "tenant": spec.tenant,
-                    "model": spec.model,
-                    "request_id": request.id,
-                    "status": request.status.value,
-                    "algorithm": spec.algorithm,
-                    "dataset_fingerprint": spec.dataset_fingerprint,
-                }
-            ),
-        )
-        run_id = run.info.run_id
-        params = {"algorithm": spec.algorithm, "target": spec.target, "dataset": Path(spec.dataset).name}
-        params.update({f"param.{k}": str(v) for k, v in spec.params.items()})
-        for key, value in params.items():
-            self.client.log_param(run_id, key, value)
-        return run_id
+        with mlflow_calls(self.tracking_uri, "opening the request's run"):
+            spec = request.spec
+            run = self.client.create_run(
+                self.experiment_id(spec.tenant),
+                run_name=f"{spec.model}-{request.id[:8]}",
+                tags=_tags(
+                    {
+                        "tenant": spec.tenant,
+                        "model": spec.model,
+                        "request_id": request.id,
+                        "status": request.status.value,
+                        "algorithm": spec.algorithm,
+                        "dataset_fingerprint": spec.dataset_fingerprint,
+                    }
+                ),
+            )
+            run_id = run.info.run_id
+            params = {"algorithm": spec.algorithm, "target": spec.target, "dataset": Path(spec.dataset).name}
+            params.update({f"param.{k}": str(v) for k, v in spec.params.items()})
+            for key, value in params.items():
+                self.client.log_param(run_id, key, value)
+            return run_id
 
     def mirror(self, run_id: str, **values: object) -> None:
         self.record(run_id, tags=values)
@@ -86,19 +89,22 @@ class Tracking:
         step: int = 0,
     ) -> None:
         """Tags (under ``tenantml.``) and metrics at ``step`` in one request."""
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
-            tags=[RunTag(k, v) for k, v in _tags(tags or {}).items()],
-        )
+        with mlflow_calls(self.tracking_uri, "mirroring progress"):
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+                tags=[RunTag(k, v) for k, v in _tags(tags or {}).items()],
+            )
 
     def end_run(self, run_id: str, status: str) -> None:
-        mlflow_status = {"completed": "FINISHED", "skipped": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
-        self.client.set_terminated(run_id, status=mlflow_status)
+        with mlflow_calls(self.tracking_uri, "ending the run"):
+            mlflow_status = {"completed": "FINISHED", "skipped": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
+            self.client.set_terminated(run_id, status=mlflow_status)
 
     def run_is_terminated(self, run_id: str) -> bool:
-        return self.client.get_run(run_id).info.status in {RunStatus.to_string(RunStatus.FINISHED), "FAILED", "KILLED"}
+        with mlflow_calls(self.tracking_uri, "reading the run"):
+            return self.client.get_run(run_id).info.status in {RunStatus.to_string(RunStatus.FINISHED), "FAILED", "KILLED"}
 
     # -- checkpoints ---------------------------------------------------------------------
     def _artifact_root(self, run_id: str) -> str:
@@ -108,37 +114,41 @@ class Tracking:
 
     def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint:
         """Upload a checkpoint under a path unique to the epoch; nothing points at it yet."""
-        artifact_path = f"checkpoints/epoch-{epoch}"
-        name = f"step-{step:08d}.pkl"
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / name
-            path.write_bytes(blob)
-            self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
-        uri = f"{self._artifact_root(run_id)}/{artifact_path}/{name}"
-        return Checkpoint(uri=uri, step=step, sha256=hashlib.sha256(blob).hexdigest())
+        with mlflow_calls(self.tracking_uri, "uploading a checkpoint"):
+            artifact_path = f"checkpoints/epoch-{epoch}"
+            name = f"step-{step:08d}.pkl"
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / name
+                path.write_bytes(blob)
+                self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+            uri = f"{self._artifact_root(run_id)}/{artifact_path}/{name}"
+            return Checkpoint(uri=uri, step=step, sha256=hashlib.sha256(blob).hexdigest())
 
     def download_checkpoint(self, checkpoint: Checkpoint) -> bytes:
-        with tempfile.TemporaryDirectory() as folder:
-            local = download_artifacts(artifact_uri=checkpoint.uri, dst_path=folder, tracking_uri=self.tracking_uri)
-            blob = Path(local).read_bytes()
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != checkpoint.sha256:
-            raise ValueError(f"checkpoint {checkpoint.uri} is corrupt: sha256 {digest} != {checkpoint.sha256}")
-        return blob
+        with mlflow_calls(self.tracking_uri, "downloading a checkpoint"):
+            with tempfile.TemporaryDirectory() as folder:
+                local = download_artifacts(artifact_uri=checkpoint.uri, dst_path=folder, tracking_uri=self.tracking_uri)
+                blob = Path(local).read_bytes()
+            digest = hashlib.sha256(blob).hexdigest()
+            if digest != checkpoint.sha256:
+                raise CorruptCheckpoint(checkpoint.uri, digest, checkpoint.sha256)
+            return blob
 
     def prune_checkpoints(self, run_id: str, keep: Checkpoint | None, retention: int) -> int:
         """Delete checkpoint artifacts of a finished run, keeping the newest ``retention``."""
-        repo = get_artifact_repository(self._artifact_root(run_id))
-        files: list[Any] = []
-        for folder in repo.list_artifacts("checkpoints"):
-            files.extend(f for f in repo.list_artifacts(folder.path) if not f.is_dir)
-        files.sort(key=lambda f: f.path.rsplit("step-", 1)[-1], reverse=True)
-        kept = {f.path for f in files[:retention]}
-        if keep is not None and retention > 0:
-            kept.add(keep.uri.split(self._artifact_root(run_id) + "/", 1)[-1])
-        removed = 0
-        for f in files:
-            if f.path not in kept:
-                repo.delete_artifacts(f.path)
-                removed += 1
-        return removed
+        with mlflow_calls(self.tracking_uri, "pruning checkpoints"):
+            repo = get_artifact_repository(self._artifact_root(run_id))
+            files: list[Any] = []
+            for folder in repo.list_artifacts("checkpoints"):
+                files.extend(f for f in repo.list_artifacts(folder.path) if not f.is_dir)
+            files.sort(key=lambda f: f.path.rsplit("step-", 1)[-1], reverse=True)
+            kept = {f.path for f in files[:retention]}
+            if keep is not None and retention > 0:
+                kept.add(keep.uri.split(self._artifact_root(run_id) + "/", 1)[-1])
+            removed = 0
+            for f in files:
+                if f.path not in kept:
+                    repo.delete_artifacts(f.path)
+                    removed += 1
+            return removed
+
