@@ -12,6 +12,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -47,7 +48,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     connection = Connection(settings)
     tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
     limit_resources(settings.training, WorkerClass(worker_class))
-    progress_id = create_progress_artifact(
+    progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync in a sync flow
         progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
     )
     last_update = 0.0

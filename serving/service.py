@@ -132,7 +132,7 @@ def _from_bento_store(tenant: str, model: str, version: str) -> LoadedModel | No
     except BentoNotFound:
         return None
     estimator = bentoml.sklearn.load_model(stored)
-    schema = FeatureSchema.from_tag(stored.info.metadata["features"])
+    schema = FeatureSchema.from_tag(str(stored.info.metadata["features"]))
     return LoadedModel(tenant, model, version, estimator, schema, run_id=stored.info.labels.get("run_id"))
 
 
@@ -297,6 +297,7 @@ class TenantInference:
         return True
 
 
-TenantInference.add_asgi_middleware(TenantGate, setup=gate_config)
+# bentoml.service returns a Service wrapper whose stubs do not declare add_asgi_middleware.
+TenantInference.add_asgi_middleware(TenantGate, setup=gate_config)  # type: ignore[attr-defined]
 
 __all__ = ["Prediction", "TenantInference", "runtime"]

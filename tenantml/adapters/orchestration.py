@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
@@ -64,7 +64,7 @@ class PrefectDispatcher:
 
     def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str:
         with _api(self.api_url):
-            run = run_deployment(
+            run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here: no event loop
                 worker_deployment(worker_class),
                 parameters={"request_id": lease.request_id, "worker_uuid": lease.worker_uuid, "epoch": lease.epoch,
                             "worker_class": worker_class.value},
@@ -99,7 +99,7 @@ class PrefectDispatcher:
                 run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
                 if run.state is not None and not run.state.is_final():
                     client.set_flow_run_state(
-                        flow_run_id,  # type: ignore[arg-type]
+                        flow_run_id,
                         Cancelling(message="replaced by a newer attempt"),
                         force=True,
                     )
@@ -111,7 +111,7 @@ def submit_master(parameters: dict[str, Any], idempotency_key: str, api_url: str
     """Start a training-master run for an admitted request; returns the flow run id."""
     try:
         with _api(api_url):
-            run = run_deployment(
+            run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here: no event loop
                 MASTER_DEPLOYMENT, parameters=parameters, timeout=0, idempotency_key=idempotency_key,
                 as_subflow=False,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from tenantml.domain.request import (
     Attempt,
@@ -19,6 +19,10 @@ from tenantml.domain.request import (
 __all__ = ["to_attempt", "to_request"]
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -31,7 +35,7 @@ def to_attempt(row: Any) -> Attempt:
         epoch=row.epoch,
         worker_uuid=row.worker_uuid,
         worker_class=WorkerClass(row.worker_class),
-        started_at=_utc(row.started_at),  # type: ignore[arg-type]
+        started_at=_utc(row.started_at),
         flow_run_id=row.flow_run_id,
         running_at=_utc(row.running_at),
         ended_at=_utc(row.ended_at),
@@ -61,8 +65,8 @@ def to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingRequest
             promotion=row.promotion,
         ),
         status=RequestStatus(row.status),
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
         idempotency_key=row.idempotency_key,
         force=row.force,
         reason=row.reason,

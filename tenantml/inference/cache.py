@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 __all__ = ["ModelCache", "ModelKey"]
 
@@ -21,12 +21,12 @@ ModelKey = tuple[str, str, str]
 """(tenant, model, version)."""
 
 
-class _Loading:
+class _Loading(Generic[V]):
     """One load in progress; waiters block on ``done``."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.value: object = None
+        self.value: V | None = None
         self.error: BaseException | None = None
 
 
@@ -37,7 +37,7 @@ class ModelCache(Generic[K, V]):
         self.capacity = capacity
         self._on_evict = on_evict
         self._entries: OrderedDict[K, V] = OrderedDict()
-        self._loading: dict[K, _Loading] = {}
+        self._loading: dict[K, _Loading[V]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -87,14 +87,14 @@ class ModelCache(Generic[K, V]):
             loading = self._loading.get(key)
             owner = loading is None
             if owner:
-                loading = self._loading[key] = _Loading()
+                loading = self._loading[key] = _Loading[V]()
                 self.misses += 1
         assert loading is not None
         if not owner:
             loading.done.wait()
             if loading.error is not None:
                 raise loading.error
-            return loading.value  # type: ignore[return-value]
+            return cast(V, loading.value)  # set before done, since error is None
         try:
             value = load()
         except BaseException as err:

@@ -74,23 +74,21 @@ def _listing(names: Iterable[str]) -> str:
 
 
 def _number(value: object, field: str) -> float:
-    kind = type(value)
-    if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
+    if isinstance(value, float):
+        if not math.isfinite(value):
             raise InvalidPayload(field, "must be a finite number, got NaN or infinity")
-        return value  # type: ignore[return-value]
-    if kind is int:
-        return float(value)  # type: ignore[arg-type]
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # JSON true is not the number 1
+        return float(value)
     raise InvalidPayload(field, f"must be a number, got {_json_type(value)}")
 
 
 def _integer(value: object, field: str) -> float:
-    kind = type(value)
-    if kind is int:
-        return float(value)  # type: ignore[arg-type]
-    if kind is float and math.isfinite(value) and value == int(value):  # type: ignore[arg-type]
-        return value  # type: ignore[return-value]
-    got = "a fractional number" if kind is float else _json_type(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return value
+    got = "a fractional number" if isinstance(value, float) else _json_type(value)
     raise InvalidPayload(field, f"must be an integer, got {got}")
 
 

@@ -58,6 +58,13 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _same_classes(saved: np.ndarray | None, current: np.ndarray | None) -> bool:
+    """Both regressors (no classes), or the same class labels in the same order."""
+    if saved is None or current is None:
+        return saved is None and current is None
+    return bool(np.array_equal(saved, current))
+
+
 def _evaluation_rows(n_rows: int) -> np.ndarray:
     """A fixed, evenly spread subset of at most EVALUATION_ROWS row indices."""
     count = min(n_rows, EVALUATION_ROWS)
@@ -148,7 +155,7 @@ class Trainer(ABC):
             )
         if saved["params"] != self.params:
             raise ValueError(f"{self.algorithm}: checkpoint params {saved['params']} differ from {self.params}")
-        if saved["shape"] != self.data.features.shape or not np.array_equal(saved["classes"], self.classes):
+        if saved["shape"] != self.data.features.shape or not _same_classes(saved["classes"], self.classes):
             raise ValueError(f"{self.algorithm}: checkpoint was made on other data (shape {saved['shape']})")
         self._completed = int(saved["completed_steps"])
         self._estimator = saved["estimator"]

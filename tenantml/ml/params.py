@@ -83,12 +83,14 @@ def _convert(kind: type, value: object) -> Any:
             return text in _TRUE
     elif isinstance(value, bool | np.bool_):
         pass  # True is not the number 1 here
-    elif kind is int and (isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())):
+    elif kind is int and isinstance(value, Integral):
         return int(value)
+    elif kind is int and isinstance(value, Real) and float(value).is_integer():
+        return int(float(value))
     elif kind is int and text is not None:
         return int(text)
     elif kind is float and (isinstance(value, Real) or text is not None):
-        number = float(text if text is not None else value)  # type: ignore[arg-type]
+        number = float(text) if text is not None else float(value)  # type: ignore[arg-type]  # Real has __float__
         if math.isfinite(number):
             return number
     elif kind is str and isinstance(value, str):
