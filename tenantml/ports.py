@@ -35,6 +35,8 @@ __all__ = [
     "MasterStore",
     "MetadataStore",
     "ModelRegistry",
+    "RequestFinisher",
+    "RequestReader",
     "RequestStore",
     "RunState",
     "RunTracking",
@@ -53,14 +55,34 @@ class TenantDirectory(Protocol):
     def list_tenants(self) -> list[str]: ...
 
 
-class RequestStore(Protocol):
+class RequestReader(Protocol):
+    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest:
+        """NotFound unless the request exists (and is ``tenant``'s, when one is named)."""
+        ...
+
+
+class RequestFinisher(Protocol):
+    def finish(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        status: RequestStatus,
+        now: datetime,
+        reason: str | None = None,
+        end: AttemptEnd | None = None,
+    ) -> None:
+        """Move a request to a terminal status, fencing off its worker (a master's verdict, a user
+        error a worker found, an operator's cancel); StaleEpoch if ``expected_epoch`` moved on."""
+        ...
+
+
+class RequestStore(RequestReader, Protocol):
     """Admission and the read side: what submitters, operators and tenants ask of the metadata."""
 
     def add_request(self, request: TrainingRequest) -> None:
         """Raises AlreadyTraining if the tenant's model has an active request already."""
         ...
 
-    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
     def list_requests(self, tenant: str | None = None, limit: int = 100) -> list[TrainingRequest]: ...
     def active_request(self, tenant: str, model: str) -> TrainingRequest | None: ...
     def last_completed(self, tenant: str, model: str) -> TrainingRequest | None: ...
@@ -68,10 +90,9 @@ class RequestStore(Protocol):
     def request_move(self, request_id: str, now: datetime) -> None: ...
 
 
-class MasterStore(Protocol):
+class MasterStore(RequestReader, RequestFinisher, Protocol):
     """What a training master writes: its claim, attempts (compare-and-set on the epoch), the end."""
 
-    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
     def claim_master(self, request_id: str, flow_run_id: str, now: datetime) -> None: ...
     def master_heartbeat(self, request_id: str, flow_run_id: str, now: datetime) -> bool: ...
     def needing_master(self) -> list[TrainingRequest]: ...
@@ -86,22 +107,12 @@ class MasterStore(Protocol):
         previous_reason: str | None = None,
     ) -> int: ...
     def set_attempt_flow_run(self, request_id: str, epoch: int, flow_run_id: str) -> None: ...
-    def finish(
-        self,
-        request_id: str,
-        expected_epoch: int,
-        status: RequestStatus,
-        now: datetime,
-        reason: str | None = None,
-        end: AttemptEnd | None = None,
-    ) -> None: ...
     def mark_finalized(self, request_id: str, now: datetime) -> None: ...
 
 
-class WorkerStore(Protocol):
+class WorkerStore(RequestReader, RequestFinisher, Protocol):
     """A worker's writes, each fenced by its lease: a replaced worker's write raises StaleEpoch."""
 
-    def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest: ...
     def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None: ...
     def mark_running(self, lease: Lease, now: datetime) -> None: ...
     def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> None: ...
@@ -109,17 +120,6 @@ class WorkerStore(Protocol):
     def check_current(self, lease: Lease) -> None: ...
     def report_attempt_end(self, lease: Lease, end: AttemptEnd, reason: str, now: datetime) -> None: ...
     def complete(self, lease: Lease, model_version: str, metrics: Mapping[str, float], now: datetime) -> None: ...
-    def finish(
-        self,
-        request_id: str,
-        expected_epoch: int,
-        status: RequestStatus,
-        now: datetime,
-        reason: str | None = None,
-        end: AttemptEnd | None = None,
-    ) -> None:
-        """A user error fails the request at once, from the worker that found it."""
-        ...
 
 
 class MetadataStore(TenantDirectory, RequestStore, MasterStore, WorkerStore, Protocol):
