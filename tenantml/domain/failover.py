@@ -63,8 +63,7 @@ def decide(request: TrainingRequest, event: UuidEvent, budget: int) -> FailoverD
         raise ValueError(f"request {request.id} has no attempt to fail over from")
     if event.end is AttemptEnd.USER_ERROR:
         return Fail(event.reason)
-    earlier = sum(1 for a in request.attempts[:-1] if a.end is not None and a.end.is_failover)
-    used = earlier + (1 if event.end.is_failover else 0)
+    used = request.failovers_before(attempt.number) + (1 if event.end.is_failover else 0)
     if event.end.is_failover and used > budget:
         return Fail(f"gave up after {len(request.attempts)} attempts ({used} failures); last: {event.reason}")
     return Resume(next_worker_class(attempt.worker_class, event.end))

@@ -198,4 +198,8 @@ class TrainingRequest:
     @property
     def failovers(self) -> int:
         """Failures that used the attempt budget (preemptions and moves do not)."""
-        return sum(1 for attempt in self.attempts if attempt.end is not None and attempt.end.is_failover)
+        return self.failovers_before(len(self.attempts) + 1)
+
+    def failovers_before(self, number: int) -> int:
+        """Failures that used the budget among the attempts before attempt ``number``."""
+        return sum(1 for a in self.attempts if a.number < number and a.end is not None and a.end.is_failover)
