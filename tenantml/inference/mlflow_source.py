@@ -14,6 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tenantml.adapters.mlflow_errors import is_missing
 from tenantml.adapters.registry import Registry
 from tenantml.domain.names import registered_model_name
 from tenantml.errors import ModelNotFound, ModelUnavailable
@@ -68,7 +69,7 @@ class MlflowModels:
         try:
             found = self.client.get_model_version(name, version)
         except MlflowException as err:
-            if _missing(err):
+            if is_missing(err):
                 raise ModelNotFound(model) from None
             raise ModelUnavailable(f"the registry cannot be reached to load {model!r} version {version}") from err
         try:
@@ -96,7 +97,3 @@ def _schema(tags: dict[str, str], model_dir: str) -> FeatureSchema:
             "register it with tenantml, or log it with a signature"
         )
     return schema
-
-
-def _missing(err: Any) -> bool:
-    return getattr(err, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or "not found" in str(err).lower()
