@@ -8,7 +8,6 @@ tag; a version registered without it falls back to the model's MLflow signature.
 from __future__ import annotations
 
 import tempfile
-from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
