@@ -24,7 +24,8 @@ import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local.state import PlatformState, read_state, remove_state, write_state
-from tenantml.local.processes import Service, claim_port, start_service, stop_services, wait_healthy
+from tenantml.local.processes import Service, claim_port, start_service, stop_services
+from tenantml.local.servers import inference_server, mlflow_server, prefect_server
 from tenantml.settings import Settings
 
 __all__ = ["EmbeddedPlatform", "platform_env"]
@@ -102,25 +103,14 @@ class EmbeddedPlatform:
         logs = home / "logs"
         cwd = settings.project_dir
 
-        server_env = dict(env)
-        if settings.prefect.database_url is not None:
-            server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = settings.prefect.database_url.get_secret_value()
-        prefect = start_service(
-            "prefect-server", [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-            server_env, logs, cwd,
-        )
-        self.services.append(prefect)
-        mlflow_db = home / "mlflow" / "mlflow.db"
-        mlflow = start_service(
-            "mlflow-server",
-            [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{mlflow_db}",
-             "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-            {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, logs, cwd,
-        )
-        self.services.append(mlflow)
-        wait_healthy(mlflow, f"{mlflow_uri}/health", 120)
-        wait_healthy(prefect, f"{prefect_api}/health", 120)
+        database_url = settings.prefect.database_url
+        prefect = prefect_server(prefect_port, env, home / "prefect", logs, cwd,
+                                 database_url.get_secret_value() if database_url is not None else None)
+        self.services.append(prefect.service)
+        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, cwd)
+        self.services.append(mlflow.service)
+        mlflow.wait_ready(120)
+        prefect.wait_ready(120)
 
         # Our own metadata schema, once, before any worker connects.
         from tenantml.adapters.database import create_database
@@ -206,10 +196,11 @@ class EmbeddedPlatform:
             )
         )
 
-    def _serve(self, env: dict[str, str], port: int) -> str | None:
-        from tenantml.local import servers as serving_launcher
-
-        return serving_launcher.start(self, env, port)
+    def _serve(self, env: dict[str, str], port: int) -> str:
+        home = self.settings.home.resolve()
+        inference = inference_server(port, env, home, self.settings.project_dir, home / "logs")
+        self.services.append(inference.service)  # stopped with the platform, even if it never gets ready
+        return inference.wait_ready().url
 
     def stop(self) -> None:
         """Workers first (so no new run starts), then the servers; every process by pid."""

@@ -1,36 +1,99 @@
-"""Starting the inference service (serving/service.py) as part of the embedded platform.
+"""The local platform's servers: the Prefect, MLflow and BentoML command lines, and each one's environment.
 
-``bentoml serve`` runs from the project folder on 127.0.0.1, with ``BENTOML_HOME`` under
-``TENANTML_HOME`` and usage tracking off; the service reads its ``TENANTML_*`` settings from the
-environment the platform passes down.
+This is the one place they are written: ``tenantml up`` and the tests start the same servers. All
+listen on 127.0.0.1 only. MLflow runs lean (one worker, no job execution); ``bentoml serve`` runs
+the inference service from the project folder, with ``BENTOML_HOME`` under ``TENANTML_HOME`` and
+usage tracking off. A starter returns at once, so that servers start side by side; wait for one
+with :meth:`Server.wait_ready`.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tenantml.local.processes import Service, start_service, stop_services, wait_healthy
 
-__all__ = ["SERVICE_IMPORT", "inference_command", "inference_env", "start", "start_inference"]
+__all__ = [
+    "HOST",
+    "READY_TIMEOUT_S",
+    "SERVICE_IMPORT",
+    "Server",
+    "inference_command",
+    "inference_env",
+    "inference_server",
+    "mlflow_server",
+    "prefect_server",
+]
 
-SERVICE_IMPORT = "serving.service:TenantInference"
+HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
+SERVICE_IMPORT = "serving.service:TenantInference"
 
 
-def inference_command(
-    project_dir: Path, port: int, host: str = "127.0.0.1", extra_args: Sequence[str] = ()
-) -> list[str]:
+@dataclass(frozen=True)
+class Server:
+    """A started server: its process, the URL clients use, and the URL that answers 200 when ready."""
+
+    service: Service
+    url: str
+    health_url: str
+
+    @property
+    def pid(self) -> int:
+        return self.service.pid
+
+    def wait_ready(self, deadline_s: float = READY_TIMEOUT_S) -> Server:
+        """Poll the health URL; a server that never gets there is stopped before the error rises."""
+        try:
+            wait_healthy(self.service, self.health_url, deadline_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        stop_services([self.service])
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def prefect_server(
+    port: int, env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path, database_url: str | None = None
+) -> Server:
+    """``prefect server start`` with ``PREFECT_HOME`` at ``home``; SQLite there unless ``database_url``."""
+    server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if database_url is not None:
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    command = [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(port)]
+    api = f"http://{HOST}:{port}/api"
+    return Server(start_service("prefect-server", command, server_env, log_dir, cwd), api, f"{api}/health")
+
+
+def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path) -> Server:
+    """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``."""
+    command = [
+        _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts",
+        "--host", HOST, "--port", str(port), "--workers", "1",
+    ]
+    server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    uri = f"http://{HOST}:{port}"
+    return Server(start_service("mlflow-server", command, server_env, log_dir, cwd), uri, f"{uri}/health")
+
+
+def inference_command(project: Path, port: int, extra_args: Sequence[str] = ()) -> list[str]:
     """``bentoml serve`` of the service; ``extra_args`` e.g. ``["--arg", "gc_freeze=false"]``."""
-    bentoml = str(Path(sys.executable).parent / "bentoml")
-    return [bentoml, "serve", SERVICE_IMPORT, "--working-dir", str(project_dir), "--host", host, "--port", str(port),
-            *extra_args]
+    return [_bin("bentoml"), "serve", SERVICE_IMPORT, "--working-dir", str(project), "--host", HOST,
+            "--port", str(port), *extra_args]
 
 
 def inference_env(env: Mapping[str, str], home: Path) -> dict[str, str]:
-    """The platform's environment plus BentoML's: its home under TENANTML_HOME, no tracking."""
+    """``env`` plus BentoML's: its home under TENANTML_HOME, no tracking."""
     return {
         **env,
         "BENTOML_HOME": str(home.resolve() / "bentoml"),
@@ -39,35 +102,17 @@ def inference_env(env: Mapping[str, str], home: Path) -> dict[str, str]:
     }
 
 
-def start_inference(
-    env: Mapping[str, str],
+def inference_server(
     port: int,
+    env: Mapping[str, str],
     home: Path,
-    project_dir: Path,
+    project: Path,
     log_dir: Path,
     name: str = "inference",
-    extra_args: Sequence[str] | None = None,
-) -> Service:
-    """Start ``bentoml serve`` and wait until ``/readyz`` answers; stops it again if it never does."""
+    extra_args: Sequence[str] = (),
+) -> Server:
+    """``bentoml serve`` of the inference service, run from ``project``; ready when ``/readyz`` answers."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    command = inference_command(project_dir, port, extra_args=extra_args or ())
-    service = start_service(name, command, inference_env(env, home), log_dir, project_dir)
-    try:
-        wait_healthy(service, f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT_S)
-    except BaseException:
-        stop_services([service])
-        raise
-    return service
-
-
-def start(platform: Any, env: dict[str, str], port: int) -> str | None:
-    """Called by ``EmbeddedPlatform`` once Prefect and MLflow are up; returns the service's URL."""
-    settings = platform.settings
-    home = settings.home.resolve()
-    service = start_service(
-        "inference", inference_command(settings.project_dir, port), inference_env(env, home), home / "logs",
-        settings.project_dir,
-    )
-    platform.services.append(service)  # stopped with the platform, even if it never gets ready
-    wait_healthy(service, f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT_S)
-    return f"http://127.0.0.1:{port}"
+    command = inference_command(project, port, extra_args)
+    url = f"http://{HOST}:{port}"
+    return Server(start_service(name, command, inference_env(env, home), log_dir, project), url, f"{url}/readyz")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from tenantml.adapters.database import create_database
 from tenantml.adapters.registry import Registry
 from tenantml.adapters.store import Store
 from tenantml.domain.tenant import hash_api_key, new_api_key
-from tenantml.local.processes import Service, claim_port, stop_services
-from tenantml.local.servers import start_inference
+from tenantml.local.processes import claim_port
+from tenantml.local.servers import Server, inference_server
 
 __all__ = [
     "FEATURES",
@@ -114,18 +113,7 @@ def add_tenant(database_url: str, tenant: str) -> str:
         engine.dispose()
 
 
-@dataclass
-class InferenceServer:
-    url: str
-    service: Service
-    home: Path
-
-    @property
-    def pid(self) -> int:
-        return self.service.pid
-
-    def stop(self) -> None:
-        stop_services([self.service])
+InferenceServer = Server
 
 
 def start_inference_server(
@@ -143,5 +131,4 @@ def start_inference_server(
         **(settings or {}),
     )
     port = claim_port("inference service", 0)
-    service = start_inference(env, port, home, PROJECT_DIR, home / "logs", extra_args=extra_args)
-    return InferenceServer(f"http://127.0.0.1:{port}", service, home)
+    return inference_server(port, env, home, PROJECT_DIR, home / "logs", extra_args=extra_args or ()).wait_ready()
