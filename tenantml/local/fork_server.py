@@ -23,10 +23,17 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["pid_file", "serve", "socket_path"]
+from tenantml.errors import PlatformError
+from tenantml.local.processes import Service, start_service, stop_services
+
+__all__ = ["pid_file", "serve", "socket_path", "start"]
+
+START_DEADLINE_S = 120.0
 
 PRELOAD = ("prefect.engine", "prefect.flow_engine", "flows.training_worker", "flows.training_master",
            "tenantml.adapters.tracking", "tenantml.adapters.registry", "mlflow.sklearn")
@@ -34,6 +41,24 @@ PRELOAD = ("prefect.engine", "prefect.flow_engine", "flows.training_worker", "fl
 
 def socket_path(home: Path) -> Path:
     return home / "run" / "flow-runs.sock"
+
+
+def start(env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path,
+          deadline_s: float = START_DEADLINE_S) -> Service:
+    """Start the fork server (``cwd``: the project folder, whose flows it imports) and wait for its socket."""
+    socket_path(home).unlink(missing_ok=True)  # a stale socket must not look like a ready server
+    service = start_service("fork-server", [sys.executable, "-m", __name__], env, log_dir, cwd)
+    try:
+        end = time.monotonic() + deadline_s
+        while not socket_path(home).exists():
+            if not service.alive() or time.monotonic() > end:
+                raise PlatformError(f"the flow-run fork server did not start within {deadline_s:.0f} s; "
+                                    f"see {service.log_path}")
+            time.sleep(0.1)
+    except BaseException:
+        stop_services([service])
+        raise
+    return service
 
 
 def pid_file(home: Path, flow_run_id: str) -> Path:

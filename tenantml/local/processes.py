@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -18,7 +19,7 @@ import psutil
 
 from tenantml.errors import PlatformError, PortInUse
 
-__all__ = ["Service", "claim_port", "start_service", "stop_services", "wait_healthy"]
+__all__ = ["Service", "claim_port", "start_service", "stop_leftovers", "stop_services", "wait_healthy"]
 
 
 @dataclass
@@ -119,3 +120,37 @@ def stop_services(services: Sequence[Service], grace_s: float = 10.0) -> None:
             service.process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             os.kill(service.pid, signal.SIGKILL)
+
+
+def stop_leftovers(pids: Mapping[str, int], log_dir: Path, words: Sequence[str]) -> list[str]:
+    """Stop what a platform that died left running: those of ``pids`` whose command line has one of ``words``.
+
+    The words guard against a pid the system has since given to an unrelated process. Returns the
+    names of the processes stopped.
+    """
+    leftovers = []
+    for name, pid in pids.items():
+        try:
+            process = psutil.Process(int(pid))
+            if any(word in " ".join(process.cmdline()) for word in words):
+                leftovers.append(Service(name, _Adopted(process), log_dir / f"{name}.log"))  # type: ignore[arg-type]
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+            continue
+    stop_services(leftovers)
+    return [service.name for service in leftovers]
+
+
+class _Adopted:
+    """A process this platform did not start, looked at through the little of Popen that stopping needs."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.pid, self._process = process.pid, process
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return None if self._process.is_running() else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._process.wait(timeout)
+        return 0

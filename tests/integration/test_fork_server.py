@@ -12,29 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from tenantml.local.processes import Service, start_service, stop_services
-from tenantml.local.fork_server import socket_path
+from tenantml.local import fork_server as forks
+from tenantml.local import launch
+from tenantml.local.processes import Service, stop_services
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 PROJECT = Path(__file__).resolve().parents[2]
+LAUNCHER = [sys.executable, "-m", launch.__name__]
 
 
 def _launch(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TENANTML_HOME": str(home), "PREFECT__FLOW_RUN_ID": "not-a-uuid"}
-    return subprocess.run([sys.executable, "-m", "tenantml.local.launch", *args], env=env, cwd=PROJECT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([*LAUNCHER, *args], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Service]]:
     home = tmp_path_factory.mktemp("fork-server-home")
-    env = {**os.environ, "TENANTML_HOME": str(home)}
-    service = start_service("fork-server", [sys.executable, "-m", "tenantml.local.fork_server"], env, home, PROJECT)
+    service = forks.start({**os.environ, "TENANTML_HOME": str(home)}, home, home, PROJECT)
     try:
-        wait_for(lambda: socket_path(home).exists() or not service.alive(), 120, "the fork server's socket")
-        assert service.alive(), service.log_path.read_text()
         yield home, service
     finally:
         stop_services([service])
@@ -61,10 +59,10 @@ def test_a_killed_flow_run_kills_its_launcher_with_the_same_signal(fork_server: 
     # `python -c` as the "engine" arguments would not do: the launcher always runs prefect.engine, which
     # looks the run up in the API; point it at a closed port so it blocks retrying, then kill it.
     env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
-    launcher = subprocess.Popen([sys.executable, "-m", "tenantml.local.launch"], env=env, cwd=PROJECT,
+    launcher = subprocess.Popen(LAUNCHER, env=env, cwd=PROJECT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        record = home / "run" / "flow-runs" / f"{flow_run_id}.pid"
+        record = forks.pid_file(home, flow_run_id)
         wait_for(record.exists, 60, "the fork server to record the flow run's pid")
         os.kill(int(record.read_text()), signal.SIGKILL)
         assert launcher.wait(timeout=60) == -signal.SIGKILL
