@@ -28,6 +28,9 @@ __all__ = [
 
 ENV_PREFIX = "TENANTML_"
 NESTED_DELIMITER = "__"
+# Variables with the prefix that are not settings: the local platform's project folder (see
+# tenantml.local.project), which prefect.yaml's pull step reads too, so every flow run has it.
+NOT_SETTINGS = frozenset({"TENANTML_PROJECT_DIR"})
 
 
 class _Section(BaseModel):
@@ -121,10 +124,6 @@ class Settings(BaseSettings):
         default=Path(".tenantml"),
         description="Databases, artifacts, datasets and logs of the embedded platform",
     )
-    project_dir: Path = Field(
-        default=Path(__file__).resolve().parent.parent,
-        description="Where prefect.yaml and flows/ live; workers run flows from here",
-    )
     api_key: SecretStr | None = Field(
         default=None, description="A tenant's API key: the CLI then acts as that tenant only"
     )
@@ -173,7 +172,7 @@ def load_settings(**overrides: object) -> Settings:
     # pydantic-settings ignores unknown top-level variables (extra="forbid" only reaches nested ones).
     unknown = sorted(
         name for name in os.environ
-        if name.upper().startswith(ENV_PREFIX)
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in NOT_SETTINGS
         and name[len(ENV_PREFIX):].partition(NESTED_DELIMITER)[0].lower() not in Settings.model_fields
     )
     if unknown:

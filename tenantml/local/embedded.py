@@ -22,7 +22,7 @@ import psutil
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local import fork_server, launch
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
-from tenantml.local.project import deploy, work_pool_template
+from tenantml.local.project import PROJECT_DIR_VARIABLE, deploy, project_dir, work_pool_template
 from tenantml.local.servers import inference_server, mlflow_server, prefect_server
 from tenantml.local.state import PlatformState, read_state, remove_state, write_state
 from tenantml.local.workers import LocalWorkers, create_work_pools
@@ -52,7 +52,9 @@ def check_home(home: Path) -> Path:
     return home
 
 
-def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str) -> dict[str, str]:
+def platform_env(
+    settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str, project: Path
+) -> dict[str, str]:
     """The environment every child process gets: where the servers are, and quiet defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(settings.to_env())
@@ -64,7 +66,7 @@ def platform_env(settings: Settings, home: Path, prefect_api_url: str, mlflow_ur
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
         "TENANTML_HOME": str(home),
-        "TENANTML_PROJECT_DIR": str(settings.project_dir),
+        PROJECT_DIR_VARIABLE: str(project),
         "TENANTML_PREFECT__API_URL": prefect_api_url,
         "TENANTML_MLFLOW__TRACKING_URI": mlflow_uri,
         "MLFLOW_TRACKING_URI": mlflow_uri,
@@ -92,7 +94,7 @@ class EmbeddedPlatform:
         home = check_home(self.settings.home)
         self._refuse_if_running(home)
         try:
-            return self._start(home, self.settings.project_dir, serve_inference)
+            return self._start(home, project_dir(), serve_inference)
         except BaseException:
             self.stop()
             raise
@@ -104,7 +106,7 @@ class EmbeddedPlatform:
         serving_port = claim_port("inference service", settings.serving.port) if serve_inference else None
         prefect_api = f"http://127.0.0.1:{prefect_port}/api"
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-        env = platform_env(settings, home, prefect_api, mlflow_uri)
+        env = platform_env(settings, home, prefect_api, mlflow_uri, project)
         logs = home / "logs"
         self._start_servers(env, home, project, prefect_port, mlflow_port)
         self._prepare(env, project, prefect_api, logs)

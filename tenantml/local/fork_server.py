@@ -35,10 +35,6 @@ __all__ = ["pid_file", "serve", "socket_path", "start"]
 
 START_DEADLINE_S = 120.0
 
-PRELOAD = ("prefect.engine", "prefect.flow_engine", "flows.training_worker", "flows.training_master",
-           "tenantml.adapters.tracking", "tenantml.adapters.registry", "mlflow.sklearn")
-
-
 def socket_path(home: Path) -> Path:
     return home / "run" / "flow-runs.sock"
 
@@ -59,6 +55,18 @@ def start(env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path,
         stop_services([service])
         raise
     return service
+
+
+def _preload() -> None:
+    """Import once what every flow run needs, so that each forked child starts with it loaded."""
+    import mlflow.sklearn  # noqa: F401
+    import prefect.engine  # noqa: F401
+    import prefect.flow_engine  # noqa: F401
+
+    import flows.training_master  # noqa: F401
+    import flows.training_worker  # noqa: F401
+    import tenantml.adapters.registry  # noqa: F401
+    import tenantml.adapters.tracking  # noqa: F401
 
 
 def pid_file(home: Path, flow_run_id: str) -> Path:
@@ -102,8 +110,7 @@ def _child(request: dict, fds: list[int], inherited: list) -> None:  # type: ign
 
 
 def serve(home: Path) -> None:
-    for module in PRELOAD:
-        __import__(module)
+    _preload()
     path = socket_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "flow-runs").mkdir(exist_ok=True)

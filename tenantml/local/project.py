@@ -1,8 +1,14 @@
-"""What the local platform takes from the project folder: the work pools' template and prefect.yaml."""
+"""The project folder the local platform runs from: prefect.yaml, flows/, serving/, infra/work-pools/.
+
+Only the local platform needs a checkout; the core package does not know where it is installed.
+``TENANTML_PROJECT_DIR`` names the folder (prefect.yaml's pull step reads the same variable, so
+every flow run starts there); without it, the checkout this package was installed from.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -11,7 +17,22 @@ from typing import Any
 
 from tenantml.errors import PlatformError
 
-__all__ = ["deploy", "work_pool_template"]
+__all__ = ["PROJECT_DIR_VARIABLE", "deploy", "project_dir", "work_pool_template"]
+
+PROJECT_DIR_VARIABLE = "TENANTML_PROJECT_DIR"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def project_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The project folder: ``TENANTML_PROJECT_DIR``, else this checkout; it must hold prefect.yaml."""
+    configured = environ.get(PROJECT_DIR_VARIABLE)
+    folder = Path(configured).resolve() if configured else _CHECKOUT
+    if not (folder / "prefect.yaml").is_file():
+        raise PlatformError(
+            f"no prefect.yaml in the project folder {folder}: set {PROJECT_DIR_VARIABLE} to the tenantml "
+            "checkout (the folder with prefect.yaml, flows/ and serving/)"
+        )
+    return folder
 
 
 def work_pool_template(project: Path, command: str | None = None) -> dict[str, Any]:

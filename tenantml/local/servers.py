@@ -12,25 +12,28 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
+from tenantml.errors import PlatformError
 from tenantml.local.processes import Service, start_service, stop_services, wait_healthy
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "HOST",
     "READY_TIMEOUT_S",
-    "SERVICE_IMPORT",
     "Server",
     "inference_command",
     "inference_env",
     "inference_server",
     "mlflow_server",
     "prefect_server",
+    "service_import",
 ]
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
-SERVICE_IMPORT = "serving.service:TenantInference"
+ENTRY_POINT_GROUP = "tenantml.local"
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,25 @@ def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path,
     return Server(start_service("mlflow-server", command, server_env, log_dir, cwd), uri, f"{uri}/health")
 
 
+def service_import() -> str:
+    """The inference service as ``bentoml serve`` names it, from the ``inference`` entry point.
+
+    Declared in pyproject.toml and read from the installed metadata, not imported: importing the
+    service would import BentoML into ``tenantml up`` for a string that ``bentoml serve`` resolves
+    itself, in the project folder.
+    """
+    found = entry_points(group=ENTRY_POINT_GROUP, name="inference")
+    if not found:
+        raise PlatformError(
+            f"no 'inference' entry point in group {ENTRY_POINT_GROUP!r}: tenantml's installed metadata is "
+            "older than its pyproject.toml; reinstall it (`make install`, or `pip install -e .`)"
+        )
+    return next(iter(found)).value
+
+
 def inference_command(project: Path, port: int, extra_args: Sequence[str] = ()) -> list[str]:
     """``bentoml serve`` of the service; ``extra_args`` e.g. ``["--arg", "gc_freeze=false"]``."""
-    return [_bin("bentoml"), "serve", SERVICE_IMPORT, "--working-dir", str(project), "--host", HOST,
+    return [_bin("bentoml"), "serve", service_import(), "--working-dir", str(project), "--host", HOST,
             "--port", str(port), *extra_args]
 
 

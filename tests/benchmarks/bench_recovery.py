@@ -20,6 +20,7 @@ from pathlib import Path
 from tenantml.domain.request import TrainingRequest
 from tenantml.local.embedded import platform_env
 from tenantml.local.processes import start_service
+from tenantml.local.project import project_dir
 from tenantml.settings import load_settings
 from tests.benchmarks.report import row, table, write_section
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
@@ -88,17 +89,18 @@ def measure_ours(platform: RunningPlatform) -> dict[str, list[float]]:
 
 def measure_peer(platform: RunningPlatform, home: Path) -> dict[str, list[float]]:
     """Prefect's own path: heartbeats every 30 s, the documented zombie automation, a resubmit."""
-    env = platform_env(platform.settings, home, platform.prefect_api_url, platform.mlflow_uri)
+    project = project_dir()
+    env = platform_env(platform.settings, home, platform.prefect_api_url, platform.mlflow_uri, project)
     env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
     asyncio.run(_peer_pool(platform.prefect_api_url))
     deployed = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all",
                                "--prefect-file", "tests/benchmarks/peer.yaml"], env=env,
-                              cwd=platform.settings.project_dir, capture_output=True, text=True)
+                              cwd=project, capture_output=True, text=True)
     if deployed.returncode != 0:
         raise RuntimeError(f"deploying the peer failed:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
     worker = start_service("bench-peer-worker", [str(Path(sys.executable).parent / "prefect"), "worker", "start",
                            "--pool", "bench-peer", "--type", "process", "--limit", "1"], env, home / "logs",
-                           platform.settings.project_dir)
+                           project)
     try:
         deployment_id = asyncio.run(_peer_automations(platform.prefect_api_url))
         results: dict[str, list[float]] = {"kill": [], "hang": []}

@@ -15,11 +15,12 @@ import pytest
 from tenantml.local import fork_server as forks
 from tenantml.local import launch
 from tenantml.local.processes import Service, stop_services
+from tenantml.local.project import project_dir
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = project_dir()
 LAUNCHER = [sys.executable, "-m", launch.__name__]
 
 

@@ -25,6 +25,7 @@ from tenantml.adapters.registry import Registry
 from tenantml.adapters.store import Store
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.local.processes import claim_port
+from tenantml.local.project import project_dir
 from tenantml.local.servers import Server, inference_server
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "train_model",
 ]
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = project_dir()
 FEATURES = (("age", "int64"), ("income", "float64"), ("member", "bool"), ("score", "float64"))
 
 

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tenantml.local import launch
+from tenantml.local.fork_server import pid_file
+
 T = TypeVar("T")
 
 __all__ = ["flow_run_pid", "wait_for"]
@@ -45,9 +48,9 @@ def flow_run_pid(flow_run_id: str) -> int | None:
             continue
         if b"prefect.engine" in cmdline:
             return int(entry.name)
-        if b"tenantml.local.launch" in cmdline:
+        if launch.__name__.encode() in cmdline:
             homes = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"TENANTML_HOME=")]
-            record = Path(homes[0]) / "run" / "flow-runs" / f"{flow_run_id}.pid" if homes else None
+            record = pid_file(Path(homes[0]), flow_run_id) if homes else None
             if record is not None and record.exists():
                 return int(record.read_text())
     return None

@@ -106,3 +106,10 @@ def test_to_env_can_keep_only_the_fields_given() -> None:
     assert settings.to_env(exclude_unset=True) == {"TENANTML_MLFLOW__TRACKING_URI": "http://127.0.0.1:5999"}
 
 
+
+
+def test_the_local_platforms_project_folder_is_not_an_unknown_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TENANTML_PROJECT_DIR", str(tmp_path))
+    assert "TENANTML_PROJECT_DIR" not in load_settings().to_env()
