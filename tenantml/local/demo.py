@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.bootstrap import Connection
 from tenantml.local.embedded import EmbeddedPlatform
@@ -84,7 +85,7 @@ def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> tupl
     return ids, keys
 
 
-def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 480):  # type: ignore[no-untyped-def]
+def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 480) -> list[TrainingRequest]:
     deadline = time.monotonic() + timeout_s
     last_line = ""
     while True:
@@ -102,7 +103,7 @@ def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 
         time.sleep(1.0)
 
 
-def print_summary(connection, requests) -> None:  # type: ignore[no-untyped-def]
+def print_summary(connection: Connection, requests: list[TrainingRequest]) -> None:
     registry = connection.registry
     print("\n  tenant  model  status     version  champion  metric               duration  attempts")
     for r in requests:
@@ -117,7 +118,7 @@ def print_summary(connection, requests) -> None:  # type: ignore[no-untyped-def]
     print("  registered models: " + ", ".join(f"{r.tenant}.{r.model}@champion" for r in requests if r.model_version))
 
 
-def predict_over_http(url: str, requests, keys: dict[str, str], home: Path) -> None:  # type: ignore[no-untyped-def]
+def predict_over_http(url: str, requests: list[TrainingRequest], keys: dict[str, str], home: Path) -> None:
     """Ask the inference service for a prediction with each tenant's key, as a client would."""
     import httpx
     import pandas as pd

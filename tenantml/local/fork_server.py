@@ -27,6 +27,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tenantml.errors import PlatformError
 from tenantml.local.processes import Service, start_service, stop_services
@@ -34,6 +35,10 @@ from tenantml.local.processes import Service, start_service, stop_services
 __all__ = ["pid_file", "serve", "socket_path", "start"]
 
 START_DEADLINE_S = 120.0
+
+Children = dict[int, tuple[socket.socket, Path | None]]  # pid -> (launcher connection, pid file)
+Launchers = dict[socket.socket, int]  # launcher connection -> pid of its child
+
 
 def socket_path(home: Path) -> Path:
     return home / "run" / "flow-runs.sock"
@@ -74,7 +79,7 @@ def pid_file(home: Path, flow_run_id: str) -> Path:
     return home / "run" / "flow-runs" / f"{flow_run_id}.pid"
 
 
-def _child(request: dict, fds: list[int], inherited: list) -> None:  # type: ignore[type-arg]
+def _child(request: dict[str, Any], fds: list[int], inherited: list[Any]) -> None:
     """In the forked child: become the flow run's process, then exit with its status."""
     for resource in inherited:  # other launchers' connections, the listening socket, the selector
         resource.close()
@@ -120,8 +125,8 @@ def serve(home: Path) -> None:
     server.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
-    children: dict[int, tuple[socket.socket, Path | None]] = {}  # pid -> (launcher connection, pid file)
-    by_conn: dict[socket.socket, int] = {}
+    children: Children = {}
+    by_conn: Launchers = {}
     print(f"flow-run fork server ready on {path} (pid {os.getpid()})", flush=True)
     stopping = False
 
@@ -151,7 +156,7 @@ def serve(home: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _accept(server: socket.socket, selector: selectors.BaseSelector, children: dict, by_conn: dict,  # type: ignore[type-arg]
+def _accept(server: socket.socket, selector: selectors.BaseSelector, children: Children, by_conn: Launchers,
             home: Path) -> None:
     conn, _ = server.accept()
     message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
@@ -175,7 +180,7 @@ def _accept(server: socket.socket, selector: selectors.BaseSelector, children: d
     selector.register(conn, selectors.EVENT_READ)
 
 
-def _relay(conn: socket.socket, selector: selectors.BaseSelector, by_conn: dict) -> None:  # type: ignore[type-arg]
+def _relay(conn: socket.socket, selector: selectors.BaseSelector, by_conn: Launchers) -> None:
     """A launcher relays signals, one number a line; when it goes away, its child goes too."""
     pid = by_conn[conn]
     data = conn.recv(256)
@@ -190,7 +195,7 @@ def _relay(conn: socket.socket, selector: selectors.BaseSelector, by_conn: dict)
         del by_conn[conn]
 
 
-def _reap(children: dict, by_conn: dict, selector: selectors.BaseSelector) -> None:  # type: ignore[type-arg]
+def _reap(children: Children, by_conn: Launchers, selector: selectors.BaseSelector) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
