@@ -1,25 +1,18 @@
-"""The `tenantml` command against a platform started by `tenantml up` in a temporary home."""
+"""The `tenantml` command against the session's `tenantml up` in a temporary home (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 from sklearn.datasets import make_classification
 
-from tests.support.waiting import wait_for
+from tests.support.platform import TENANTML, Up
 
 pytestmark = pytest.mark.e2e
-
-TENANTML = str(Path(sys.executable).parent / "tenantml")
 
 
 def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -29,25 +22,10 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-@pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("e2e-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTML_", "PREFECT_"))}
-    env.update(TENANTML_HOME=str(home), TENANTML_PREFECT__SMALL_WORKERS="1", TENANTML_PREFECT__LARGE_WORKERS="0")
-    log = open(home / "up.log", "w")  # noqa: SIM115
-    process = subprocess.Popen([TENANTML, "up", "--no-inference"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: process.poll() is None and run(env, "status", "--json", check=False).returncode == 0
-                 or process.poll() is not None, 180, "tenantml up to be healthy", every_s=1)
-        assert process.poll() is None, (home / "up.log").read_text()
-        yield env
-    finally:
-        children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-        log.close()
-        psutil.wait_procs(children, timeout=30)
-        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "processes left behind"
+@pytest.fixture
+def up(platform_up: Up) -> dict[str, str]:
+    """The environment that reaches the session's `tenantml up`."""
+    return platform_up.env
 
 
 def test_status_reports_health_and_urls(up: dict[str, str]) -> None:

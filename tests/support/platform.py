@@ -1,13 +1,24 @@
-"""A running embedded platform as tests and benchmarks drive it: tenants, datasets, submissions."""
+"""A running embedded platform as tests and benchmarks drive it: tenants, datasets, submissions; and
+`tenantml up` as a subprocess, as the e2e tests drive it."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 from sklearn.datasets import make_classification
 
 from tenantml.adapters.orchestration import submit_master
@@ -15,9 +26,14 @@ from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.bootstrap import Connection
 from tenantml.local.embedded import EmbeddedPlatform
+from tenantml.local.project import project_dir
 from tenantml.settings import Settings
 from tenantml.services.admission import Admission, TrainingOrder, submit_training
 from tests.support.waiting import wait_for
+
+TENANTML = str(Path(sys.executable).parent / "tenantml")
+UP_START_DEADLINE_S = 300
+UP_STOP_DEADLINE_S = 90
 
 
 @dataclass
@@ -76,3 +92,81 @@ def start_platform(settings: Settings) -> tuple[EmbeddedPlatform, RunningPlatfor
     })
     return embedded, RunningPlatform(connected, Connection(connected), str(state.prefect_api_url),
                                      str(state.mlflow_tracking_uri))
+
+
+# -- `tenantml up` as a subprocess ----------------------------------------------------------
+@dataclass(frozen=True)
+class Up:
+    """A running `tenantml up`: the environment that reaches it, its status when it got healthy, its output."""
+
+    env: dict[str, str]
+    status: dict[str, Any]
+    home: Path
+    log: Path
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTML_", "PREFECT_", "MLFLOW_", "BENTOML_"))}
+    env.update(TENANTML_HOME=str(home), BENTOML_DO_NOT_TRACK="true",
+               TENANTML_PREFECT__SMALL_WORKERS="1", TENANTML_PREFECT__LARGE_WORKERS="0")
+    return env
+
+
+def _healthy(up: subprocess.Popen[bytes], env: dict[str, str]) -> dict[str, Any] | None:
+    if up.poll() is not None:
+        raise AssertionError(f"`tenantml up` exited with {up.returncode}")
+    status = subprocess.run([TENANTML, "status", "--json"], env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    if status.returncode != 0:
+        return None
+    found: dict[str, Any] = json.loads(status.stdout)
+    return found if found["healthy"] and found.get("inference_url") else None
+
+
+def _stop(up: subprocess.Popen[bytes]) -> list[tuple[int, str]]:
+    """Ctrl-C by pid, then SIGTERM and SIGKILL if it hangs; returns the processes that were still alive."""
+    try:
+        tree = [psutil.Process(up.pid), *psutil.Process(up.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for sig, wait_s in ((signal.SIGINT, UP_STOP_DEADLINE_S), (signal.SIGTERM, 15)):
+        if up.poll() is not None:
+            break
+        os.kill(up.pid, sig)
+        try:
+            up.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    left = []
+    for proc in alive:  # leave nothing behind, but report it
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                left.append((proc.pid, proc.name()))
+                proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    if up.poll() is None:
+        up.kill()
+        up.wait(timeout=10)
+    return left
+
+
+@contextmanager
+def tenantml_up(home: Path) -> Iterator[Up]:
+    """`tenantml up` with the inference service, healthy; on leaving, stopped with Ctrl-C and nothing left."""
+    env = _environment(home)
+    log = home / "up.log"
+    with log.open("wb") as output:
+        up = subprocess.Popen([TENANTML, "up"], env=env, cwd=project_dir(), stdout=output,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        try:
+            status = wait_for(lambda: _healthy(up, env), UP_START_DEADLINE_S, "`tenantml up` to be healthy", every_s=1)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; its output:\n{log.read_text()[-4000:]}") from None
+        yield Up(env, status, home, log)
+    finally:
+        left = _stop(up)
+    assert not left, f"processes left after stopping `tenantml up`: {left}"
+    assert "tenantml stopped" in log.read_text()
