@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit bench up clean
+.PHONY: install demo test test-unit lint bench up clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -20,8 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tenantml.local.demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest
+
+# The architecture contracts (.importlinter) and the types (mypy.ini); both run in `make test`.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
