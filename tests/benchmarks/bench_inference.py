@@ -14,7 +14,6 @@ README's Benchmarks section (``report.write_section("inference", ...)``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import multiprocessing
 import os
@@ -26,13 +25,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from typing import TypeVar
 from pathlib import Path
 
 import psutil
 
 from tenantml.local.processes import Service, claim_port, start_service, stop_services
+from tests.benchmarks.load import run_load
+
+T = TypeVar("T")
 
 ROUNDS = 2
 DURATION_S = 5.0
@@ -49,65 +51,6 @@ class LoadResult:
     count: int
     errors: int
     cpu_ms_per_request: float = 0.0
-
-
-# -- load generator (runs in a child process) ------------------------------------------------
-async def _connection(
-    host: str, port: int, request: bytes, stop_at: float, limit: int, state: dict[str, int], latencies: list[float]
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        while state["sent"] < limit and time.perf_counter() < stop_at:
-            state["sent"] += 1
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            status = int(lines[0].split(b" ", 2)[1])
-            length, chunked = 0, False
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
-                    await reader.readexactly(size + 2)
-                await reader.readexactly(2)
-            elif length:
-                await reader.readexactly(length)
-            if status == 200:
-                latencies.append(time.perf_counter() - started)
-            else:
-                state["errors"] += 1
-    finally:
-        writer.close()
-
-
-def run_load(url: str, path: str, body: bytes, headers: Mapping[str, str], concurrency: int, duration_s: float,
-             max_requests: int, warmup: int) -> tuple[list[float], int, float]:
-    """Returns (sorted latencies in s, errors, elapsed s) of the measured part."""
-    host, port = url.removeprefix("http://").split(":")
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-    async def phase(limit: int, seconds: float) -> tuple[list[float], int, float]:
-        state, latencies = {"sent": 0, "errors": 0}, []
-        started = time.perf_counter()
-        await asyncio.gather(*(
-            _connection(host, int(port), request, started + seconds, limit, state, latencies)
-            for _ in range(concurrency)
-        ))
-        return latencies, state["errors"], time.perf_counter() - started
-
-    asyncio.run(phase(warmup, 10.0))
-    latencies, errors, elapsed = asyncio.run(phase(max_requests, duration_s))
-    return sorted(latencies), errors, elapsed
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -205,7 +148,7 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _timed(what: str, action: Callable[[], object]) -> object:
+def _timed(what: str, action: Callable[[], T]) -> T:
     started = time.monotonic()
     value = action()
     print(f"{what}: {time.monotonic() - started:.1f} s", flush=True)
@@ -214,14 +157,8 @@ def _timed(what: str, action: Callable[[], object]) -> object:
 
 # -- the benchmark -------------------------------------------------------------------------------
 def main() -> int:
-    import mlflow
-
-    from tenantml.adapters.database import create_database
-    from tenantml.adapters.store import Store
-    from tenantml.domain.tenant import hash_api_key, new_api_key
-    from tenantml.local.servers import inference_command, inference_env
     from tests.benchmarks.report import row, table, write_section
-    from tests.support.inference import FEATURES, PROJECT_DIR, register_model, rows_for, train_model
+    from tests.support.inference import train_model
     from tests.support.servers import start_mlflow
 
     started = time.monotonic()
@@ -231,57 +168,10 @@ def main() -> int:
     targets: list[Target] = []
     tracking = _timed("MLflow server", lambda: start_mlflow(root / "mlflow"))
     try:
-        uri = tracking.url  # type: ignore[attr-defined]
+        platform = Platform(tracking.url, f"sqlite:///{root / 'tenantml.db'}")
         estimator, frame = train_model(7)
-        version, source = register_model(uri, "bench-a", "churn", estimator, frame)
-        database_url = f"sqlite:///{root / 'tenantml.db'}"
-        store = Store(create_database(database_url))
-        keys: dict[str, str] = {}
-
-        def add(tenant: str) -> str:
-            keys[tenant] = new_api_key()
-            store.add_tenant(tenant, hash_api_key(keys[tenant]), datetime.now(UTC))
-            return keys[tenant]
-
-        add("bench-a")
-        rows = rows_for(frame, 1)
-        ours_body = json.dumps({"model": "churn", "rows": rows}).encode()
-        ours_headers = {"Authorization": f"Bearer {keys['bench-a']}"}
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTML_")}
-        ours_env = {**base_env, "TENANTML_DATABASE__URL": database_url, "TENANTML_MLFLOW__TRACKING_URI": uri,
-                    "MLFLOW_TRACKING_URI": uri, "TENANTML_SERVING__MODEL_CACHE_SIZE": str(TENANTS_FOR_MEMORY + 16)}
-
-        def ours(name: str, folder: str, extra: list[str]) -> Target:
-            port = claim_port("inference", 0)
-            home = root / folder
-            home.mkdir()
-            env = inference_env({**ours_env, "TENANTML_HOME": str(home)}, home)
-            return start_target(name, inference_command(PROJECT_DIR, port, extra_args=extra), env, home / "logs", port,
-                                "/predict", ours_body, ours_headers)
-
-        targets.append(ours("tenantml (BentoML)", "ours", []))
-        port = claim_port("mlflow serve", 0)
-        targets.append(start_target(
-            "mlflow models serve",
-            [_bin("mlflow"), "models", "serve", "-m", f"models:/bench-a.churn/{version}", "--env-manager", "local",
-             "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
-            {**base_env, "MLFLOW_TRACKING_URI": uri,  # it runs `uvicorn` from PATH
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"}, root / "mlflow-serve", port, "/invocations",
-            json.dumps({"dataframe_records": rows}).encode(), {},
-        ))
-        model_dir = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/bench-a.churn/{version}", dst_path=str(root / "model"), tracking_uri=uri)
-        port = claim_port("bare", 0)
-        targets.append(start_target(
-            "bare FastAPI+uvicorn",
-            [sys.executable, "-m", "uvicorn", "--factory", "tests.benchmarks.bare_endpoint:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
-            {**base_env, "BENCH_MODEL_DIR": model_dir, "BENCH_FEATURES": json.dumps([n for n, _ in FEATURES])},
-            root / "bare", port, "/predict", json.dumps({"model": "churn", "rows": rows}).encode(), {},
-            cwd=PROJECT_DIR,
-        ))
-        targets.append(ours("tenantml, no gc.freeze", "ours-nofreeze", ["--arg", "gc_freeze=false"]))
-        targets.append(ours("tenantml, stock timeout", "ours-stock-timeout", ["--arg", "timeout_fix=false"]))
+        version, source = platform.add_tenant("bench-a", estimator, frame)
+        _start_targets(targets, root, platform, version, frame)
         for target in targets:
             print(f"cold start {target.name}: {target.cold_start_s:.1f} s", flush=True)
         _check_same_predictions(targets, estimator, frame)
@@ -289,21 +179,11 @@ def main() -> int:
         results = {c: best_of_rounds(pool, targets, c) for c in (1, 16)}
         rss = {t.name: tree_rss_mb(t.service.pid) for t in targets}
         stop_services([t.service for t in targets[1:]])  # memory below is ours alone
-
-        memory_before = tree_rss_mb(targets[0].service.pid)
-        tenants = [f"bench-{i:03d}" for i in range(TENANTS_FOR_MEMORY)]
-        for tenant in tenants:
-            register_model(uri, tenant, "churn", estimator, frame, source=source)
-            add(tenant)
-        failures = sum(
-            _post(targets[0].url + "/predict", ours_body, {"Authorization": f"Bearer {keys[t]}"}) != 200 for t in tenants
-        )
-        memory_after = tree_rss_mb(targets[0].service.pid)
-        print(f"{TENANTS_FOR_MEMORY} tenants' models: {memory_before:.0f} -> {memory_after:.0f} MB "
-              f"({failures} failures)", flush=True)
+        memory_before, memory_after, failures = _memory_with_many_tenants(targets[0], platform, estimator, frame,
+                                                                          source)
     finally:
         stop_services([t.service for t in targets])
-        tracking.stop()  # type: ignore[attr-defined]
+        tracking.stop()
         pool.shutdown()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -314,13 +194,97 @@ def main() -> int:
     return 0
 
 
+@dataclass
+class Platform:
+    """What the benchmark's servers share: MLflow, the platform database, the tenants' keys."""
+
+    tracking_uri: str
+    database_url: str
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def add_tenant(self, tenant: str, estimator: object, frame: object, source: str | None = None) -> tuple[str, str]:
+        """The tenant with a champion ``churn`` model; returns (version, model URI)."""
+        from tests.support.inference import add_tenant, register_model
+
+        self.keys[tenant] = add_tenant(self.database_url, tenant)
+        return register_model(self.tracking_uri, tenant, "churn", estimator, frame, source=source)
+
+    def headers(self, tenant: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}"}
+
+
+def _start_targets(targets: list[Target], root: Path, platform: Platform, version: str, frame: object) -> None:
+    """Ours, `mlflow models serve`, a bare endpoint and our two ablations, in the report's order.
+
+    Each serves bench-a's ``churn`` model at ``version``.
+    """
+    import mlflow
+
+    from tenantml.local.project import project_dir
+    from tenantml.local.servers import inference_command, inference_env
+    from tests.support.inference import FEATURES, rows_for
+
+    rows = rows_for(frame, 1)
+    ours_body = json.dumps({"model": "churn", "rows": rows}).encode()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTML_")}
+    uri = platform.tracking_uri
+    ours_env = {**base_env, "TENANTML_DATABASE__URL": platform.database_url, "TENANTML_MLFLOW__TRACKING_URI": uri,
+                "MLFLOW_TRACKING_URI": uri, "TENANTML_SERVING__MODEL_CACHE_SIZE": str(TENANTS_FOR_MEMORY + 16)}
+
+    def ours(name: str, folder: str, extra: list[str]) -> Target:
+        port = claim_port("inference", 0)
+        home = root / folder
+        home.mkdir()
+        env = inference_env({**ours_env, "TENANTML_HOME": str(home)}, home)
+        return start_target(name, inference_command(project_dir(), port, extra_args=extra), env, home / "logs", port,
+                            "/predict", ours_body, platform.headers("bench-a"))
+
+    targets.append(ours("tenantml (BentoML)", "ours", []))
+    port = claim_port("mlflow serve", 0)
+    targets.append(start_target(
+        "mlflow models serve",
+        [_bin("mlflow"), "models", "serve", "-m", f"models:/bench-a.churn/{version}", "--env-manager", "local",
+         "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+        {**base_env, "MLFLOW_TRACKING_URI": uri,  # it runs `uvicorn` from PATH
+         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"}, root / "mlflow-serve", port,
+        "/invocations", json.dumps({"dataframe_records": rows}).encode(), {},
+    ))
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/bench-a.churn/{version}", dst_path=str(root / "model"), tracking_uri=uri)
+    port = claim_port("bare", 0)
+    targets.append(start_target(
+        "bare FastAPI+uvicorn",
+        [sys.executable, "-m", "uvicorn", "--factory", "tests.benchmarks.bare_endpoint:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+        {**base_env, "BENCH_MODEL_DIR": model_dir, "BENCH_FEATURES": json.dumps([n for n, _ in FEATURES])},
+        root / "bare", port, "/predict", ours_body, {}, cwd=project_dir(),
+    ))
+    targets.append(ours("tenantml, no gc.freeze", "ours-nofreeze", ["--arg", "gc_freeze=false"]))
+    targets.append(ours("tenantml, stock timeout", "ours-stock-timeout", ["--arg", "timeout_fix=false"]))
+
+
+def _memory_with_many_tenants(target: Target, platform: Platform, estimator: object, frame: object,
+                              source: str) -> tuple[float, float, int]:
+    """Our service's memory before and after many tenants' models (the same artifact) are loaded once;
+    and how many of their requests failed."""
+    memory_before = tree_rss_mb(target.service.pid)
+    names = [f"bench-{i:03d}" for i in range(TENANTS_FOR_MEMORY)]
+    for tenant in names:
+        platform.add_tenant(tenant, estimator, frame, source=source)
+    failures = sum(_post(target.url + "/predict", target.body, platform.headers(t)) != 200 for t in names)
+    memory_after = tree_rss_mb(target.service.pid)
+    print(f"{TENANTS_FOR_MEMORY} tenants' models: {memory_before:.0f} -> {memory_after:.0f} MB "
+          f"({failures} failures)", flush=True)
+    return memory_before, memory_after, failures
+
+
 def _check_same_predictions(targets: list[Target], estimator: object, frame: object) -> None:
     """Every server must answer like the model itself before its speed means anything."""
     import numpy as np
 
     from tests.support.inference import rows_for
 
-    rows = rows_for(frame, 20)  # type: ignore[arg-type]
+    rows = rows_for(frame, 20)
     expected = estimator.predict(np.asarray([[float(v) for v in r.values()] for r in rows])).tolist()  # type: ignore[attr-defined]
     for target in targets:
         body = (json.dumps({"dataframe_records": rows}) if target.path == "/invocations"
