@@ -1,4 +1,9 @@
-"""MLflow model registry: one registered model per tenant and model, alias ``champion`` in service."""
+"""MLflow model registry: one registered model per tenant and model, alias ``champion`` in service.
+
+Nothing from MLflow leaves a method: a missing model, version or alias is :class:`NotFound` (or
+an empty answer where "none" is an answer, as for a model without a champion); anything else
+MLflow raises becomes :class:`ServiceUnavailable` naming the server (``mlflow_calls``).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import mlflow
-from mlflow.exceptions import MlflowException, RestException
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from tenantml.adapters.mlflow_errors import is_missing, mlflow_calls
 from tenantml.domain.names import registered_model_name
 from tenantml.errors import InvalidRequest, NotFound
 
-__all__ = ["CHAMPION", "HISTORY_TAG", "PIP_REQUIREMENTS", "PREVIOUS_CHAMPION", "Registry"]
+__all__ = ["CHAMPION", "HISTORY_TAG", "METRIC_TAG_PREFIX", "PIP_REQUIREMENTS", "PREVIOUS_CHAMPION", "Registry"]
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 HISTORY_TAG = "tenantml.champion_history"
 HISTORY_LENGTH = 50
+METRIC_TAG_PREFIX = "tenantml.metric."
+"""A version's metrics are its tags ``tenantml.metric.<name>``, written when it is registered."""
 
 
 def _pinned(*names: str) -> list[str]:
@@ -32,8 +40,8 @@ def _pinned(*names: str) -> list[str]:
 PIP_REQUIREMENTS = _pinned("scikit-learn", "numpy", "pandas", "cloudpickle")
 
 
-def _is_missing(err: MlflowException) -> bool:
-    return getattr(err, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or "not found" in str(err).lower()
+def _exists_already(err: MlflowException) -> bool:
+    return getattr(err, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(err).lower()
 
 
 class Registry:
@@ -45,7 +53,7 @@ class Registry:
         """Log the estimator (native sklearn flavour) under the run; returns the model URI."""
         mlflow.set_tracking_uri(self.tracking_uri)
         signature = infer_signature(sample, estimator.predict(sample.to_numpy()))  # fitted on arrays
-        with mlflow.start_run(run_id=run_id):
+        with mlflow_calls(self.tracking_uri, f"logging the model of run {run_id}"), mlflow.start_run(run_id=run_id):
             info = mlflow.sklearn.log_model(
                 estimator,
                 name=f"model-epoch-{epoch}",
@@ -59,67 +67,101 @@ class Registry:
         self, tenant: str, model: str, model_uri: str, run_id: str, tags: Mapping[str, object]
     ) -> str:
         name = registered_model_name(tenant, model)
-        try:
-            self.client.create_registered_model(name, tags={"tenantml.tenant": tenant, "tenantml.model": model})
-        except MlflowException as err:
-            if "already exists" not in str(err).lower() and getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
-                raise
-        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-        version = self.client.create_model_version(
-            name,
-            source=model_uri,
-            run_id=run_id,
-            tags={f"tenantml.{k}": _tag(v) for k, v in tags.items()},
-            model_id=model_id,
-        )
+        with mlflow_calls(self.tracking_uri, f"registering a version of {name}"):
+            try:
+                self.client.create_registered_model(name, tags={"tenantml.tenant": tenant, "tenantml.model": model})
+            except MlflowException as err:
+                if not _exists_already(err):
+                    raise
+            model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+            version = self.client.create_model_version(
+                name,
+                source=model_uri,
+                run_id=run_id,
+                tags={f"tenantml.{k}": _tag(v) for k, v in tags.items()},
+                model_id=model_id,
+            )
         return str(version.version)
 
     def versions_for_request(self, tenant: str, model: str, request_id: str) -> list[str]:
         name = registered_model_name(tenant, model)
-        found = self.client.search_model_versions(f"name = '{name}' and tags.`tenantml.request_id` = '{request_id}'")
+        return self._versions(name, f"name = '{name}' and tags.`tenantml.request_id` = '{request_id}'")
+
+    def list_versions(self, tenant: str, model: str) -> list[str]:
+        name = registered_model_name(tenant, model)
+        return self._versions(name, f"name = '{name}'")
+
+    def _versions(self, name: str, filter_string: str) -> list[str]:
+        with mlflow_calls(self.tracking_uri, f"listing the versions of {name}"):
+            found = self.client.search_model_versions(filter_string)
         return sorted((str(v.version) for v in found), key=int)
 
     def delete_version(self, tenant: str, model: str, version: str) -> None:
-        try:
-            self.client.delete_model_version(registered_model_name(tenant, model), version)
-        except MlflowException as err:
-            if not _is_missing(err):
-                raise
+        name = registered_model_name(tenant, model)
+        with mlflow_calls(self.tracking_uri, f"deleting version {version} of {name}"):
+            try:
+                self.client.delete_model_version(name, version)
+            except MlflowException as err:
+                if not is_missing(err):
+                    raise
 
-    def version_tags(self, tenant: str, model: str, version: str) -> dict[str, str]:
-        try:
-            found = self.client.get_model_version(registered_model_name(tenant, model), version)
-        except MlflowException as err:
-            raise NotFound(f"model {tenant}.{model} has no version {version}") from err
-        return dict(found.tags)
+    def version_metrics(self, tenant: str, model: str, version: str) -> dict[str, float]:
+        """The metrics the version was registered with; NotFound if there is no such version."""
+        name = registered_model_name(tenant, model)
+        with mlflow_calls(self.tracking_uri, f"reading version {version} of {name}"):
+            try:
+                tags = self.client.get_model_version(name, version).tags
+            except MlflowException as err:
+                if is_missing(err):
+                    raise NotFound(f"model {name} has no version {version}: see `tenantml model list`") from err
+                raise
+        return {k.removeprefix(METRIC_TAG_PREFIX): float(v) for k, v in tags.items() if k.startswith(METRIC_TAG_PREFIX)}
+
+    def list_models(self, tenant: str) -> list[tuple[str, str | None, str | None]]:
+        """The tenant's models by name, each as ``(model, champion, previous champion)``."""
+        prefix = registered_model_name(tenant, "")
+        with mlflow_calls(self.tracking_uri, f"listing the models of tenant {tenant!r}"):
+            found = self.client.search_registered_models(filter_string=f"name LIKE '{prefix}%'")
+        models = []
+        for registered in sorted(found, key=lambda r: r.name):
+            if not registered.name.startswith(prefix):  # LIKE reads a '_' in the tenant as any character
+                continue
+            aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+            models.append((registered.name[len(prefix):], aliases.get(CHAMPION), aliases.get(PREVIOUS_CHAMPION)))
+        return models
 
     def champion(self, tenant: str, model: str) -> str | None:
-        try:
-            return str(self.client.get_model_version_by_alias(registered_model_name(tenant, model), CHAMPION).version)
-        except (MlflowException, RestException) as err:
-            if _is_missing(err):
-                return None
-            raise
+        name = registered_model_name(tenant, model)
+        with mlflow_calls(self.tracking_uri, f"reading the champion of {name}"):
+            try:
+                return str(self.client.get_model_version_by_alias(name, CHAMPION).version)
+            except MlflowException as err:
+                if is_missing(err):
+                    return None
+                raise
 
     def set_champion(self, tenant: str, model: str, version: str) -> None:
         """Point ``champion`` at ``version``; the version it leaves goes on the champion history."""
         name = registered_model_name(tenant, model)
         current = self.champion(tenant, model)
-        if current is not None and current != str(version):
-            history = [*self.champion_history(tenant, model), current][-HISTORY_LENGTH:]
-            self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-            self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current)
-        self.client.set_registered_model_alias(name, CHAMPION, version)
+        leaving = current is not None and current != str(version)
+        history = [*self.champion_history(tenant, model), current][-HISTORY_LENGTH:] if leaving else []
+        with mlflow_calls(self.tracking_uri, f"making version {version} the champion of {name}"):
+            if leaving:
+                self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+                self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current))
+            self.client.set_registered_model_alias(name, CHAMPION, version)
 
     def champion_history(self, tenant: str, model: str) -> list[str]:
         """Versions that were champion before the current one, oldest first."""
         name = registered_model_name(tenant, model)
-        try:
-            found = self.client.get_registered_model(name)
-        except MlflowException as err:
-            if _is_missing(err):
-                raise NotFound(f"no model {name}: train it first") from err
-            raise
+        with mlflow_calls(self.tracking_uri, f"reading the champion history of {name}"):
+            try:
+                found = self.client.get_registered_model(name)
+            except MlflowException as err:
+                if is_missing(err):
+                    raise NotFound(f"no model {name}: train it first") from err
+                raise
         return [str(v) for v in json.loads(found.tags.get(HISTORY_TAG, "[]"))]
 
     def rollback_champion(self, tenant: str, model: str) -> tuple[str | None, str]:
@@ -129,17 +171,14 @@ class Registry:
         if not history:
             raise InvalidRequest(f"model {name} has no previous champion to roll back to: promote a version instead")
         current, previous = self.champion(tenant, model), history.pop()
-        self.client.set_registered_model_alias(name, CHAMPION, previous)
-        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        if history:
-            self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, history[-1])
-        else:
-            self.client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+        with mlflow_calls(self.tracking_uri, f"rolling the champion of {name} back to version {previous}"):
+            self.client.set_registered_model_alias(name, CHAMPION, previous)
+            self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+            if history:
+                self.client.set_registered_model_alias(name, PREVIOUS_CHAMPION, history[-1])
+            else:
+                self.client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
         return current, previous
-
-    def list_versions(self, tenant: str, model: str) -> list[str]:
-        found = self.client.search_model_versions(f"name = '{registered_model_name(tenant, model)}'")
-        return sorted((str(v.version) for v in found), key=int)
 
 
 def _tag(value: object) -> str:

@@ -49,9 +49,7 @@ class Completion:
             return  # already served, or a newer request got there first
         champion_metrics = None
         if champion is not None:
-            tags = self.registry.version_tags(tenant, model, champion)
-            champion_metrics = {k.removeprefix("tenantml.metric."): float(v) for k, v in tags.items()
-                                if k.startswith("tenantml.metric.")}
+            champion_metrics = self.registry.version_metrics(tenant, model, champion)
         promote, why = PromotionPolicy.parse(request.spec.promotion).decide(request.metrics, champion_metrics)
         log.info("request %s, %s.%s v%s: %s", request.id, tenant, model, version, why)
         if promote:

@@ -1,0 +1,91 @@
+"""The training requests seen from outside: list, show, move, cancel, and wait for one to end.
+
+A tenant sees its own requests only: ``tenant`` scopes every read (None: an operator, all of them),
+and a request of another tenant is not found, the same answer as for one that does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
+from tenantml.errors import InvalidRequest, TenantmlError
+from tenantml.ports import MasterStore, RequestStore
+from tenantml.services.history import attempt_rows
+
+__all__ = ["cancel_request", "list_requests", "move_request", "request_view", "show_request", "wait_for_request"]
+
+POLL_S = 0.5
+
+
+def request_view(request: TrainingRequest) -> dict[str, Any]:
+    """A request as plain values: its status, where it is, its attempts and its model version."""
+    return {
+        "request_id": request.id,
+        "tenant": request.tenant,
+        "model": request.model,
+        "algorithm": request.spec.algorithm,
+        "status": request.status.value,
+        "reason": request.reason,
+        "step": request.step,
+        "total_steps": request.total_steps,
+        "epoch": request.epoch,
+        "worker_uuid": request.worker_uuid,
+        "worker_class": request.worker_class.value,
+        "checkpoint_step": request.checkpoint.step if request.checkpoint else None,
+        "model_version": request.model_version,
+        "metrics": request.metrics,
+        "mlflow_run_id": request.mlflow_run_id,
+        "created_at": request.created_at,
+        "finished_at": request.finished_at,
+        "attempts": attempt_rows(request),
+    }
+
+
+def list_requests(store: RequestStore, tenant: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest requests first, as :func:`request_view` shows them."""
+    return [request_view(request) for request in store.list_requests(tenant=tenant, limit=limit)]
+
+
+def show_request(store: RequestStore, request_id: str, tenant: str | None) -> dict[str, Any]:
+    return request_view(store.get_request(request_id, tenant=tenant))
+
+
+def move_request(store: RequestStore, request_id: str, tenant: str | None, now: datetime) -> None:
+    """Ask the request's master to move it to a new worker, resuming from its last checkpoint."""
+    store.get_request(request_id, tenant=tenant)  # NotFound for another tenant's
+    store.request_move(request_id, now)
+
+
+def cancel_request(store: MasterStore, request_id: str, tenant: str | None, now: datetime) -> None:
+    """End the request as cancelled; the epoch moves on, so its worker's next write fences it off."""
+    request = store.get_request(request_id, tenant=tenant)
+    if request.status.is_terminal:
+        raise InvalidRequest(f"request {request_id} has already ended ({request.status.value})")
+    store.finish(request.id, request.epoch, RequestStatus.CANCELLED, now, "cancelled by an operator",
+                 AttemptEnd.CANCELLED)
+
+
+def wait_for_request(
+    store: RequestStore,
+    request_id: str,
+    timeout_s: float,
+    on_update: Callable[[TrainingRequest], None],
+    poll_s: float = POLL_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TrainingRequest:
+    """Poll until the request has ended, telling ``on_update`` what each poll saw; returns the ended request."""
+    deadline = clock() + timeout_s
+    while True:
+        request = store.get_request(request_id)
+        on_update(request)
+        if request.status.is_terminal:
+            return request
+        if clock() > deadline:
+            raise TenantmlError(f"request {request_id} did not finish within {timeout_s:.0f} s; the training "
+                                f"goes on: follow it with `tenantml run show {request_id}`")
+        sleep(poll_s)

@@ -1,0 +1,85 @@
+"""Which tenant a caller acts as, and the operator's tenant and dataset commands, on a real SQLite store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tenantml.adapters.storage import TenantStorage
+from tenantml.adapters.store import Store
+from tenantml.errors import InvalidRequest, NotFound, TenantExists, UnknownTenant
+from tenantml.services import tenancy
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def key(store: Store, tenant_name: str) -> str:
+    """The API key of a new tenant named ``tenant_name``."""
+    return tenancy.create_tenant(store, tenant_name, NOW)
+
+
+def test_a_new_tenants_key_is_shown_once_and_stored_only_as_its_digest(store: Store, tenant_name: str,
+                                                                       key: str) -> None:
+    assert key.startswith("tml_")
+    assert tenancy.tenant_for_key(store, key) == tenant_name
+    assert tenancy.tenant_for_key(store, key + "x") is None
+    assert store.tenant_for_key(key) is None  # looked up by SHA-256, never in clear
+
+
+def test_only_an_operator_creates_tenants(store: Store, key: str) -> None:
+    with pytest.raises(InvalidRequest, match="operator command: unset TENANTML_API_KEY"):
+        tenancy.create_tenant(store, "another", NOW, api_key=key)
+    assert "another" not in store.list_tenants()
+
+
+def test_a_tenant_name_is_checked_and_taken_once(store: Store, tenant_name: str, key: str) -> None:
+    with pytest.raises(InvalidRequest, match="invalid tenant name 'Not Valid'"):
+        tenancy.create_tenant(store, "Not Valid", NOW)
+    with pytest.raises(TenantExists):
+        tenancy.create_tenant(store, tenant_name, NOW)
+
+
+def test_an_operator_acts_for_the_tenant_it_names_or_for_all(store: Store) -> None:
+    assert tenancy.acting_tenant(store, None, "acme") == "acme"
+    assert tenancy.acting_tenant(store, None, None) is None
+    with pytest.raises(InvalidRequest, match="name the tenant with --tenant T"):
+        tenancy.required_tenant(store, None, None)
+
+
+def test_a_key_acts_as_its_own_tenant_and_sees_no_other(store: Store, tenant_name: str, key: str) -> None:
+    assert tenancy.acting_tenant(store, key, None) == tenancy.required_tenant(store, key, tenant_name) == tenant_name
+    with pytest.raises(NotFound, match="tenant 'other' is not visible with this API key"):
+        tenancy.acting_tenant(store, key, "other")
+
+
+def test_an_unknown_key_is_refused_saying_how_to_act_as_operator(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="not a known tenant key: check the key, or unset it"):
+        tenancy.acting_tenant(store, "tml_nobody", None)
+
+
+def test_a_key_lists_only_its_own_tenant(store: Store, tenant_name: str, key: str) -> None:
+    tenancy.create_tenant(store, "zz-other", NOW)
+    assert tenancy.list_tenants(store, None) == sorted([tenant_name, "zz-other"])
+    assert tenancy.list_tenants(store, key) == [tenant_name]
+
+
+def test_a_dataset_is_copied_under_the_tenants_prefix(store: Store, tenant_name: str, key: str,
+                                                      tmp_path: Path) -> None:
+    storage = TenantStorage(tmp_path / "datasets")
+    source = tmp_path / "churn.csv"
+    source.write_text("x,y\n1,0\n")
+    relative, path = tenancy.add_dataset(store, storage, tenant_name, source, "in/churn.csv")
+    assert relative == Path("in/churn.csv")
+    assert path == storage.prefix(tenant_name) / "in" / "churn.csv" and path.read_text() == "x,y\n1,0\n"
+    assert storage.resolve(tenant_name, str(relative)) == path
+
+
+def test_a_dataset_of_an_unknown_tenant_is_refused_before_anything_is_copied(store: Store, tmp_path: Path) -> None:
+    storage = TenantStorage(tmp_path / "datasets")
+    (tmp_path / "churn.csv").write_text("x,y\n1,0\n")
+    with pytest.raises(UnknownTenant, match="tenantml tenant create nobody"):
+        tenancy.add_dataset(store, storage, "nobody", tmp_path / "churn.csv")
+    assert not (tmp_path / "datasets").exists()
