@@ -1,0 +1,143 @@
+"""`tenantml train`, `tenantml runs` and `tenantml run ...`: training requests, from admission to the end."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from tenantml.cli.output import JsonOption, format_metrics, print_json, print_table, progress_bar
+from tenantml.cli.session import TenantOption, session
+from tenantml.domain.admission import Decision
+from tenantml.domain.request import RequestStatus, TrainingRequest
+from tenantml.errors import InvalidRequest
+from tenantml.ports import RequestStore
+from tenantml.services import trainings
+
+__all__ = ["app", "parse_params"]
+
+app = typer.Typer()
+run_app = typer.Typer(help="One training request: show it, move it to another worker, cancel it.",
+                      no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+WAIT_TIMEOUT_S = 3600.0
+RequestId = Annotated[str, typer.Argument(metavar="ID", help="The request id, as `tenantml train` printed it.")]
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"invalid --param {pair!r}: write it as key=value")
+        params[key] = value
+    return params
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="The model's name; each training registers a version of it.")],
+    dataset: Annotated[str, typer.Option(help="A path inside the tenant's storage (see `dataset add`).")],
+    target: Annotated[str, typer.Option(help="The column to predict.")],
+    algorithm: Annotated[str, typer.Option(help="sgd_classifier, mlp_classifier, ... (see the README).")],
+    tenant: TenantOption = None,
+    param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="An algorithm parameter; repeat it.")]
+    = None,
+    promotion: Annotated[str, typer.Option(help="'always', or 'if-better[:metric]'.")] = "always",
+    idempotency_key: Annotated[str | None, typer.Option(help="Submitting the same key again submits nothing.")]
+    = None,
+    force: Annotated[bool, typer.Option("--force", help="Train even if data and parameters are unchanged.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for it to end (Ctrl-C stops waiting only).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a training request and print its id; with --wait, also how it ended (exit 1 if it failed)."""
+    from tenantml.services.admission import TrainingOrder, request_training  # scikit-learn: 1 s, for train only
+
+    current = session(ctx)
+    connection = current.connection
+    order = TrainingOrder(
+        tenant=current.required_tenant(tenant), model=model, dataset=dataset, target=target, algorithm=algorithm,
+        params=parse_params(param or []), force=force, idempotency_key=idempotency_key, promotion=promotion,
+    )
+    # Before admitting anything: with no Prefect API known no master could start, so this raises PlatformError.
+    connection.prefect_api_url
+    admission = request_training(connection.store, connection.storage, connection.start_master, order)
+    result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
+                              "message": admission.message}
+    if not as_json:
+        accepted = admission.decision is Decision.ACCEPTED
+        print(admission.request_id if accepted else f"{admission.request_id} ({admission.message})", flush=True)
+    if wait:
+        ended = wait_with_progress(connection.store, admission.request_id, show_progress=not as_json)
+        result.update(status=ended.status.value, model_version=ended.model_version, reason=ended.reason)
+    if as_json:
+        print_json(result)
+    elif wait:
+        print(result["status"] + (f": version {result['model_version']}" if result["model_version"] else "")
+              + (f" ({result['reason']})" if result["reason"] else ""))
+    if wait and result["status"] == RequestStatus.FAILED.value:
+        raise typer.Exit(1)
+
+
+def wait_with_progress(store: RequestStore, request_id: str, show_progress: bool) -> TrainingRequest:
+    with progress_bar(enabled=show_progress) as show:
+        return trainings.wait_for_request(
+            store, request_id, WAIT_TIMEOUT_S,
+            lambda request: show(request.status.value, request.step, request.total_steps, len(request.attempts)),
+        )
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    tenant: TenantOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Training requests, newest first (an operator sees every tenant's unless --tenant names one)."""
+    current = session(ctx)
+    views = trainings.list_requests(current.connection.store, current.acting_tenant(tenant), limit)
+    if as_json:
+        print_json([{key: value for key, value in view.items() if key != "attempts"} for view in views])
+        return
+    rows = [(v["request_id"], v["tenant"], v["model"], v["status"], f"{v['step']}/{v['total_steps'] or '?'}",
+             len(v["attempts"]), v["model_version"], v["created_at"].strftime("%Y-%m-%d %H:%M:%S")) for v in views]
+    print_table(["request", "tenant", "model", "status", "step", "attempts", "version", "created"], rows)
+
+
+@run_app.command("show")
+def show_run(ctx: typer.Context, request_id: RequestId, as_json: JsonOption = False) -> None:
+    """Status and attempt history: worker UUID, class, how each attempt ended, where it resumed."""
+    current = session(ctx)
+    view = trainings.show_request(current.connection.store, request_id, current.acting_tenant())
+    if as_json:
+        print_json(view)
+        return
+    for key, value in view.items():
+        if key == "metrics":
+            print(f"metrics: {format_metrics(value) or '-'}")
+        elif key != "attempts":
+            print(f"{key}: {'-' if value is None else value}")
+    rows = [(a["attempt"], a["worker_uuid"], a["epoch"], a["worker_class"], a["end"] or "running", a["resume_step"],
+             a["steps_redone"], a["reason"]) for a in view["attempts"]]
+    print_table(["#", "worker_uuid", "epoch", "class", "end", "resume", "redone", "reason"], rows)
+
+
+@run_app.command("move")
+def move_run(ctx: typer.Context, request_id: RequestId) -> None:
+    """Move a running training to another worker; it resumes from its last checkpoint."""
+    current = session(ctx)
+    trainings.move_request(current.connection.store, request_id, current.acting_tenant(), datetime.now(UTC))
+    print(f"request {request_id}: move requested; the master starts a new worker from the last checkpoint")
+
+
+@run_app.command("cancel")
+def cancel_run(ctx: typer.Context, request_id: RequestId) -> None:
+    """Cancel a training that has not ended; its worker is fenced off at its next write."""
+    current = session(ctx)
+    trainings.cancel_request(current.connection.store, request_id, current.acting_tenant(), datetime.now(UTC))
+    print(f"request {request_id}: cancelled")

@@ -1,0 +1,185 @@
+"""The `tenantml` command in-process on a real SQLite store in a temporary home (no servers).
+
+Typer's CliRunner shows what a command prints; :func:`tenantml.cli.main` shows the exit codes its
+errors map to. Nothing here needs Prefect or MLflow: the commands that do are refused before they
+write anything, which is one of the behaviours under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tenantml.adapters.store import Store
+from tenantml.cli import app, main
+from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
+from tenantml.services.trainings import request_view
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh TENANTML_HOME, and no other TENANTML_* or PREFECT_* variable: no platform is running."""
+    for name in [n for n in os.environ if n.startswith(("TENANTML_", "PREFECT_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TENANTML_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def sqlite_url(home: Path) -> str:
+    """The database of the home's settings (so ``store`` is the one the commands use)."""
+    return f"sqlite:///{home.resolve() / 'tenantml.db'}"
+
+
+def tenantml(*args: str, api_key: str | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env={"TENANTML_API_KEY": api_key})
+
+
+def created(tenant: str) -> str:
+    """Create ``tenant`` through the command; returns its API key."""
+    result = tenantml("tenant", "create", tenant, "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["tenant"] == tenant
+    return str(answer["api_key"])
+
+
+def pending(store: Store, tenant: str) -> str:
+    spec = TrainingSpec(tenant, "churn", f"/d/{tenant}.csv", "y", "sgd_classifier", {}, "0" * 64)
+    request = TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, NOW, NOW)
+    store.add_request(request)
+    return request.id
+
+
+def test_help_says_what_tenantml_is(home: Path) -> None:
+    result = tenantml("--help")
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    assert lines[0].startswith("Usage: tenantml")
+    assert lines[1].startswith("tenantml trains machine-learning models for many tenants")
+
+
+def test_a_tenant_is_created_once_and_its_key_acts_as_it(home: Path, tenant_name: str) -> None:
+    api_key = created(tenant_name)
+    assert api_key.startswith("tml_")
+    assert json.loads(tenantml("tenant", "list", "--json").stdout) == [tenant_name]
+    assert tenantml("tenant", "list", api_key=api_key).stdout.split() == [tenant_name]
+    again = tenantml("tenant", "create", tenant_name)
+    assert again.exit_code == 1 and "already exists" in str(again.exception)
+
+
+def test_a_dataset_is_added_under_its_name_in_the_tenants_storage(home: Path, tenant_name: str) -> None:
+    created(tenant_name)
+    (home / "churn.csv").write_text("x,label\n1,0\n2,1\n")
+    added = tenantml("dataset", "add", "--tenant", tenant_name, "--name", "in/c.csv", str(home / "churn.csv"))
+    assert added.exit_code == 0 and added.stdout.strip() == "in/c.csv"
+    as_json = json.loads(tenantml("dataset", "add", "--tenant", tenant_name, "--json", str(home / "churn.csv")).stdout)
+    assert as_json == {"tenant": tenant_name, "dataset": "churn.csv",
+                       "path": str(home.resolve() / "datasets" / tenant_name / "churn.csv")}
+
+
+def test_runs_show_the_requests_as_plain_text_off_a_terminal(home: Path, store: Store, tenant_name: str) -> None:
+    created(tenant_name)
+    request_id = pending(store, tenant_name)
+    table = tenantml("runs").stdout.splitlines()
+    assert table[0].split() == ["request", "tenant", "model", "status", "step", "attempts", "version", "created"]
+    assert table[1].split() == [request_id, tenant_name, "churn", "pending", "0/?", "0", "2030-01-01", "00:00:00"]
+    assert not any(char in "\n".join(table) for char in "\x1b─│━")  # no colour, no box
+    listed = json.loads(tenantml("runs", "--json").stdout)
+    assert listed == [json.loads(json.dumps({k: v for k, v in request_view(store.get_request(request_id)).items()
+                                             if k != "attempts"}, default=str))]
+
+
+def test_run_show_prints_the_request_and_its_attempts(home: Path, store: Store, tenant_name: str) -> None:
+    created(tenant_name)
+    request_id = pending(store, tenant_name)
+    shown = json.loads(tenantml("run", "show", request_id, "--json").stdout)
+    assert shown["request_id"] == request_id and shown["status"] == "pending" and shown["attempts"] == []
+    text = tenantml("run", "show", request_id).stdout
+    assert f"request_id: {request_id}" in text and "status: pending" in text and "metrics: -" in text
+    assert "worker_uuid" in text.splitlines()[-1]  # the attempts table's header, with no rows yet
+
+
+def test_a_tenant_key_cannot_see_another_tenants_request(home: Path, store: Store, tenant_name: str,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    created(tenant_name)
+    other_key = created("t-other")
+    request_id = pending(store, tenant_name)
+    monkeypatch.setenv("TENANTML_API_KEY", other_key)
+    assert main(["run", "show", request_id]) == 1
+    assert main(["runs", "--tenant", tenant_name]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no training request {request_id!r} for tenant 't-other'",
+        f"error: tenant {tenant_name!r} is not visible with this API key",
+    ]
+
+
+def test_cancel_ends_a_request_once(home: Path, store: Store, tenant_name: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    created(tenant_name)
+    request_id = pending(store, tenant_name)
+    assert main(["run", "cancel", request_id]) == 0
+    assert store.get_request(request_id).status is RequestStatus.CANCELLED
+    assert main(["run", "cancel", request_id]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip().endswith(f"request {request_id}: cancelled")
+    assert err.strip() == f"error: request {request_id} has already ended (cancelled)"
+
+
+def test_train_admits_nothing_while_the_platform_is_down(home: Path, tenant_name: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    created(tenant_name)
+    (home / "churn.csv").write_text("x,label\n1,0\n2,1\n")
+    tenantml("dataset", "add", "--tenant", tenant_name, str(home / "churn.csv"))
+    code = main(["train", "--tenant", tenant_name, "--model", "m", "--dataset", "churn.csv", "--target", "label",
+                 "--algorithm", "sgd_classifier", "--param", "epochs=2"])
+    assert code == 1
+    assert "error: no Prefect server: start the platform with `tenantml up`" in capsys.readouterr().err
+    assert json.loads(tenantml("runs", "--json").stdout) == []
+
+
+def test_errors_map_to_exit_codes(home: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["train", "--model", "m"]) == 2  # a usage error
+    assert main(["train", "--model", "m", "--dataset", "d", "--target", "y", "--algorithm", "a",
+                 "--param", "epochs"]) == 2  # InvalidRequest
+    assert "error: name the tenant with --tenant T" in capsys.readouterr().err
+    monkeypatch.setenv("TENANTML_API_KEY", "tml_unknown")
+    assert main(["runs"]) == 2
+    assert "TENANTML_API_KEY is not a known tenant key" in capsys.readouterr().err
+    monkeypatch.setenv("TENANTML_TRAINNG__EPOCHS", "3")
+    assert main(["runs"]) == 1  # InvalidSetting, a TenantmlError
+    assert "unknown settings TENANTML_TRAINNG__EPOCHS" in capsys.readouterr().err
+
+
+def test_status_without_a_platform_is_unhealthy_and_says_how_to_start_it(home: Path) -> None:
+    as_json = tenantml("status", "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["healthy"] is False
+    text = tenantml("status")
+    assert text.exit_code == 1
+    assert text.stdout.splitlines()[0].endswith("start it with `tenantml up`, or see its logs")
+    assert text.stdout.splitlines()[1].split() == ["service", "state", "address"]
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(home: Path, store: Store) -> None:
+    for i in range(300):  # more than stdout's buffer: the command is still writing when it finds the reader gone
+        store.add_tenant(f"t-{i:04d}-" + "x" * 50, f"{i:064d}", NOW)
+    for args in (["tenant", "list"], ["tenant", "list", "--json"], ["status"]):
+        process = subprocess.Popen([sys.executable, "-m", "tenantml.cli", *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env={**os.environ})
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # `| head -0`
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 1, stderr
+        assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
