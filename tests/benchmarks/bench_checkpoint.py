@@ -14,11 +14,11 @@ from tenantml.adapters.database import create_database
 from tenantml.adapters.registry import Registry
 from tenantml.adapters.store import Store
 from tenantml.adapters.tracking import Tracking
-from tenantml.domain.request import WorkerClass
+from tenantml.domain.request import Lease, WorkerClass
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.settings import TrainingSettings
 from tenantml.adapters.storage import TenantStorage
-from tenantml.services.worker import Lease, TrainingAttempt
+from tenantml.services.worker import TrainingAttempt
 from tenantml.services.admission import TrainingOrder, submit_training
 from tests.benchmarks.report import table, write_section
 from tests.support.platform import classification_frame
