@@ -6,6 +6,7 @@ the lease epoch, so the database is the single point that decides which worker i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +27,10 @@ from sqlalchemy import (
     event,
 )
 
+from sqlalchemy.exc import DBAPIError
+
 from tenantml.domain.request import ACTIVE
+from tenantml.errors import PlatformError, ServiceUnavailable
 
 __all__ = ["attempts", "create_database", "metadata", "requests", "tenants"]
 
@@ -119,12 +123,29 @@ def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
 
 
 def create_database(url: str, *, create_schema: bool = True) -> Engine:
-    """An engine for ``url``; creates the schema once (idempotent) unless told not to."""
+    """An engine for ``url``; creates the schema once (idempotent) unless told not to.
+
+    A SQLite file whose folder does not exist, or a database that does not answer, is a
+    PlatformError naming the place and the settings to check, never a driver's traceback.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        folder = Path(engine.url.database or ".").parent
+        if engine.url.database not in (None, "", ":memory:") and not folder.is_dir():
+            raise PlatformError(
+                f"no training metadata at {engine.url.database}: its folder does not exist; start the platform "
+                "with `tenantml up` (or set TENANTML_HOME to its home, or TENANTML_DATABASE__URL)"
+            )
         event.listen(engine, "connect", _tune_sqlite)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
     if create_schema:
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except DBAPIError as err:
+            engine.dispose()
+            raise ServiceUnavailable(
+                f"the training metadata database ({engine.url.render_as_string(hide_password=True)}) cannot be "
+                f"reached: {type(err.orig).__name__}: {str(err.orig).strip()[:300]}; check TENANTML_DATABASE__URL"
+            ) from err
     return engine

@@ -5,6 +5,9 @@ __all__ = [
     "finalize",
     "history",
     "master",
+    "models",
     "reconcile",
+    "tenancy",
+    "trainings",
     "worker",
 ]

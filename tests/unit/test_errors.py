@@ -51,3 +51,8 @@ def test_a_database_that_does_not_answer_is_a_service_error_naming_the_setting()
     with pytest.raises(errors.ServiceUnavailable, match="TENANTML_DATABASE__URL") as caught:
         store.add_tenant("acme", "0" * 64, datetime.now(UTC))
     assert "127.0.0.1:1" in str(caught.value)
+
+
+def test_a_home_that_does_not_exist_is_a_platform_error_not_a_driver_traceback(tmp_path: object) -> None:
+    with pytest.raises(errors.PlatformError, match="TENANTML_HOME"):
+        create_database(f"sqlite:///{tmp_path}/no-such-home/tenantml.db")
