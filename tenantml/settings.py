@@ -179,7 +179,7 @@ def load_settings(**overrides: object) -> Settings:
         known = ", ".join(ENV_PREFIX + field.upper() for field in Settings.model_fields)
         raise InvalidSetting(f"unknown settings {', '.join(unknown)}: remove them; known: {known}")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # sections may be given as dicts
     except SettingsError as err:  # a section given as malformed JSON, e.g. TENANTML_TRAINING='{...'
         field = re.search(r'field "([^"]+)"', str(err))
         variable = ENV_PREFIX + (field.group(1).upper() if field else "*")

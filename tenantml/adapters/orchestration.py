@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -84,7 +85,7 @@ class PrefectDispatcher:
     def run_state(self, flow_run_id: str) -> tuple[RunState, str]:
         try:
             with self._client() as client:
-                run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+                run = client.read_flow_run(UUID(flow_run_id))
         except Exception as err:  # the API is briefly unreachable: judge by heartbeats alone
             log.warning("cannot read flow run %s: %s", flow_run_id, err)
             return RunState.UNKNOWN, str(err)
@@ -96,10 +97,10 @@ class PrefectDispatcher:
         """Ask the worker to kill a replaced attempt's process; its writes are fenced regardless."""
         try:
             with self._client() as client:
-                run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+                run = client.read_flow_run(UUID(flow_run_id))
                 if run.state is not None and not run.state.is_final():
                     client.set_flow_run_state(
-                        flow_run_id,
+                        UUID(flow_run_id),
                         Cancelling(message="replaced by a newer attempt"),
                         force=True,
                     )

@@ -89,10 +89,10 @@ def _convert(kind: type, value: object) -> Any:
         return int(float(value))
     elif kind is int and text is not None:
         return int(text)
-    elif kind is float and (isinstance(value, Real) or text is not None):
-        number = float(text) if text is not None else float(value)  # type: ignore[arg-type]  # Real has __float__
-        if math.isfinite(number):
-            return number
+    elif kind is float and text is not None and math.isfinite(number := float(text)):
+        return number
+    elif kind is float and isinstance(value, Real) and math.isfinite(number := float(value)):
+        return number
     elif kind is str and isinstance(value, str):
         return value.strip()
     raise ValueError(f"not {kind.__name__}")
