@@ -138,23 +138,19 @@ def _from_bento_store(tenant: str, model: str, version: str) -> LoadedModel | No
 
 @functools.cache
 def runtime() -> Runtime:
-    from tenantml.adapters.database import create_database
-    from tenantml.adapters.store import Store
-    from tenantml.inference.mlflow_source import MlflowModels
     from tenantml.bootstrap import Connection
 
     settings = load_settings()
     serving = settings.serving
-    tracking_uri = Connection(settings).tracking_uri
-    engine = create_database(settings.database_url, create_schema=False)
-    models = MlflowModels(tracking_uri)
+    connection = Connection(settings, create_schema=False)
+    tracking_uri, engine, models = connection.tracking_uri, connection.store.engine, connection.inference_models
     gc_freeze = _flag("gc_freeze")
     logging.getLogger("tenantml").setLevel(logging.INFO)
     _withhold_request_tracebacks()
     resolver = ChampionResolver(models.champion, serving.champion_refresh_s)
     cache: ModelCache[ModelKey, LoadedModel] = ModelCache(serving.model_cache_size)
     inference = Inference(resolver, cache, functools.partial(_load, models, gc_freeze))
-    keys = TenantKeys(Store(engine).tenant_for_key)
+    keys = TenantKeys(connection.store.tenant_for_key)
     return Runtime(settings, inference, keys, tracking_uri, gc_freeze, engine)
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tenantml.adapters.orchestration import PrefectDispatcher
     from tenantml.adapters.registry import Registry
     from tenantml.adapters.tracking import Tracking
+    from tenantml.inference.mlflow_source import MlflowModels
 
 __all__ = ["Connection"]
 
@@ -32,10 +33,11 @@ class Connection:
     """The platform as seen from one process: store, storage, tracking, registry, dispatcher."""
 
     settings: Settings
+    create_schema: bool = True  # the inference service only reads: it never creates tables
 
     @cached_property
     def store(self) -> Store:
-        return Store(create_database(self.settings.database_url))
+        return Store(create_database(self.settings.database_url, create_schema=self.create_schema))
 
     @cached_property
     def storage(self) -> TenantStorage:
@@ -66,6 +68,13 @@ class Connection:
         from tenantml.adapters.orchestration import submit_master
 
         return submit_master({"request_id": request_id}, key, self.settings.prefect.api_url)
+
+    @cached_property
+    def inference_models(self) -> MlflowModels:
+        """Champions and model versions as the inference service loads them."""
+        from tenantml.inference.mlflow_source import MlflowModels
+
+        return MlflowModels(self.tracking_uri)
 
     @cached_property
     def dispatcher(self) -> PrefectDispatcher:
