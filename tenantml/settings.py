@@ -89,7 +89,7 @@ class TrainingSettings(_Section):
         default=5.0, gt=0, description="Longest time between two committed checkpoints"
     )
     attempt_budget: int = Field(
-        default=3, ge=0, description="Failovers allowed per request before it fails (user errors fail at once)"
+        default=3, ge=0, description="Failures in a row without a new checkpoint before a request fails (user errors fail at once)"
     )
     master_timeout_s: float = Field(
         default=30.0, gt=0, description="A master silent this long is presumed dead; a new one takes over"

@@ -4,8 +4,11 @@ A UUID event ends the current attempt: its worker's UUID is cleared and the leas
 What follows is decided here, from the event and the request's attempt history alone:
 
 - a user error (bad data, bad parameters) fails the request at once: retrying cannot help;
-- a lost worker, a crash or a resource failure uses one unit of the attempt budget; over budget,
-  the request fails with the whole story in its reason;
+- a lost worker, a crash or a resource failure uses one unit of the attempt budget, but only while
+  the training makes no progress: an attempt that committed a new checkpoint starts the count
+  afresh, so a long training on machines that fail now and then always finishes, while a poison
+  request that dies before its first checkpoint fails after the budget; over budget, the request
+  fails with the whole story in its reason;
 - a preemption or a move uses none: the work was handed back, not lost;
 - the next attempt runs on the same worker class, except after a resource failure, which escalates
   to the larger class (claim 7).
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from tenantml.domain.request import AttemptEnd, TrainingRequest, WorkerClass
 
-__all__ = ["Fail", "FailoverDecision", "Resume", "UuidEvent", "decide", "next_worker_class"]
+__all__ = ["Fail", "FailoverDecision", "Resume", "UuidEvent", "decide", "failures_without_progress", "next_worker_class"]
 
 
 @dataclass(frozen=True)
@@ -52,18 +55,35 @@ def next_worker_class(current: WorkerClass, end: AttemptEnd) -> WorkerClass:
     return current
 
 
+def failures_without_progress(request: TrainingRequest, event: UuidEvent) -> int:
+    """Failures since (and including) the last attempt that committed a new checkpoint.
+
+    The current attempt counts by ``event``, once, even if its worker already reported the same
+    end into the record.
+    """
+    used = 0
+    for attempt in reversed(request.attempts):
+        end = event.end if attempt is request.current_attempt else attempt.end
+        used += 1 if end is not None and end.is_failover else 0
+        if request.progressed(attempt):
+            break
+    return used
+
+
 def decide(request: TrainingRequest, event: UuidEvent, budget: int) -> FailoverDecision:
     """What follows ``event`` on ``request``'s current attempt, given an attempt ``budget``.
 
-    The current attempt counts once, by this event, even if its worker already reported the same
-    end into the record.
+    See :func:`failures_without_progress` for what uses the budget.
     """
     attempt = request.current_attempt
     if attempt is None:
         raise ValueError(f"request {request.id} has no attempt to fail over from")
     if event.end is AttemptEnd.USER_ERROR:
         return Fail(event.reason)
-    used = request.failovers_before(attempt.number) + (1 if event.end.is_failover else 0)
+    used = failures_without_progress(request, event)
     if event.end.is_failover and used > budget:
-        return Fail(f"gave up after {len(request.attempts)} attempts ({used} failures); last: {event.reason}")
+        return Fail(
+            f"gave up after {len(request.attempts)} attempts ({used} failures without a new checkpoint); "
+            f"last: {event.reason}"
+        )
     return Resume(next_worker_class(attempt.worker_class, event.end))

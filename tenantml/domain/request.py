@@ -203,3 +203,9 @@ class TrainingRequest:
     def failovers_before(self, number: int) -> int:
         """Failures that used the budget among the attempts before attempt ``number``."""
         return sum(1 for a in self.attempts if a.number < number and a.end is not None and a.end.is_failover)
+
+    def progressed(self, attempt: Attempt) -> bool:
+        """Whether ``attempt`` committed a checkpoint past the step it resumed from."""
+        later = [a for a in self.attempts if a.number == attempt.number + 1]
+        reached = later[0].resume_step if later else (self.checkpoint.step if self.checkpoint else 0)
+        return reached > attempt.resume_step

@@ -7,8 +7,16 @@ from datetime import UTC, datetime
 import pytest
 
 from tenantml.domain.admission import Decision, judge
-from tenantml.domain.failover import Fail, Resume, UuidEvent, decide, next_worker_class
-from tenantml.domain.request import Attempt, AttemptEnd, RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
+from tenantml.domain.failover import Fail, Resume, UuidEvent, decide, failures_without_progress, next_worker_class
+from tenantml.domain.request import (
+    Attempt,
+    AttemptEnd,
+    Checkpoint,
+    RequestStatus,
+    TrainingRequest,
+    TrainingSpec,
+    WorkerClass,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 SPEC = TrainingSpec("acme", "churn", "/d/acme/churn.csv", "label", "sgd_classifier", {"epochs": 3}, "f" * 64)
@@ -46,7 +54,24 @@ def test_the_failure_over_the_budget_fails_the_request_with_the_story() -> None:
     request = request_with(AttemptEnd.CRASHED, AttemptEnd.HEARTBEAT_LOST, None)
     assert isinstance(decide(request, UuidEvent(AttemptEnd.CRASHED, "killed"), budget=3), Resume)
     decision = decide(request, UuidEvent(AttemptEnd.CRASHED, "killed"), budget=2)
-    assert decision == Fail("gave up after 3 attempts (3 failures); last: killed")
+    assert decision == Fail("gave up after 3 attempts (3 failures without a new checkpoint); last: killed")
+
+
+def test_failures_after_a_new_checkpoint_start_the_count_afresh() -> None:
+    request = request_with(*[AttemptEnd.CRASHED] * 5, None)
+    for number, attempt in enumerate(request.attempts, start=1):
+        attempt.resume_step = 100 * (number - 1)  # every attempt committed a checkpoint before it died
+    request.checkpoint = Checkpoint("file:///ck", 550, "c" * 64)
+    assert failures_without_progress(request, UuidEvent(AttemptEnd.CRASHED, "killed")) == 1
+    assert decide(request, UuidEvent(AttemptEnd.CRASHED, "killed"), budget=1) == Resume(WorkerClass.SMALL)
+
+
+def test_failures_before_any_new_checkpoint_add_up() -> None:
+    request = request_with(AttemptEnd.CRASHED, AttemptEnd.CRASHED, None)
+    request.attempts[1].resume_step = request.attempts[2].resume_step = 40  # the first one got to step 40, then no more
+    request.checkpoint = Checkpoint("file:///ck", 40, "c" * 64)
+    assert failures_without_progress(request, UuidEvent(AttemptEnd.CRASHED, "killed")) == 3
+    assert isinstance(decide(request, UuidEvent(AttemptEnd.CRASHED, "killed"), budget=2), Fail)
 
 
 def test_preemptions_and_moves_use_no_budget() -> None:

@@ -199,6 +199,26 @@ def test_exhausted_budget_fails_the_request_naming_the_attempts(store: Store, re
     assert (final.worker_uuid, master.finalizer.finalized) == (None, [final])
 
 
+def test_failures_each_after_a_new_checkpoint_never_exhaust_the_budget(store: Store, request_id: str) -> None:
+    master = Master(store, budget=2)
+
+    def script() -> Script:
+        for number in range(1, 6):  # five workers die, each after committing a checkpoint of its own
+            yield from master.until_dispatched(number)
+            worker = master.worker(number)
+            worker.checkpoint(number * 3)
+            worker.beat(number * 3 + 1)
+            yield
+            master.dispatcher.states[f"run-{number}"] = RunState.FAILED, "Crashed: spot reclaimed"
+        yield from master.until_dispatched(6)
+        master.worker(6).complete()
+
+    final = master.run(request_id, script())
+    assert final.status is RequestStatus.COMPLETED
+    assert ends(final) == [AttemptEnd.CRASHED] * 5 + [AttemptEnd.COMPLETED]
+    assert [a.resume_step for a in final.attempts] == [0, 3, 6, 9, 12, 15]
+
+
 def test_user_error_fails_at_once_without_using_the_budget(store: Store, request_id: str) -> None:
     master = Master(store)
 
