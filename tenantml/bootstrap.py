@@ -63,6 +63,26 @@ class Connection:
 
         return Registry(self.tracking_uri)
 
+    def schema_revisions(self) -> tuple[str | None, str]:
+        """The metadata database's schema revision and the newest one, without changing anything."""
+        from tenantml.adapters.schema import current_revision, head_revision
+
+        engine = create_database(self.settings.database_url, create_schema=False)
+        try:
+            return current_revision(engine), head_revision()
+        finally:
+            engine.dispose()
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Create or upgrade the metadata database's schema; returns (revision before, after)."""
+        from tenantml.adapters.schema import upgrade
+
+        engine = create_database(self.settings.database_url, create_schema=False)
+        try:
+            return upgrade(engine)
+        finally:
+            engine.dispose()
+
     def start_master(self, request_id: str, key: str) -> str:
         """Start a training master for an admitted request on the Prefect API; returns its flow run id."""
         from tenantml.adapters.orchestration import submit_master

@@ -123,7 +123,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
 
 
 def create_database(url: str, *, create_schema: bool = True) -> Engine:
-    """An engine for ``url``; creates the schema once (idempotent) unless told not to.
+    """An engine for ``url``; creates or upgrades the schema (see :mod:`tenantml.adapters.schema`) unless told not to.
 
     A SQLite file whose folder does not exist, or a database that does not answer, is a
     PlatformError naming the place and the settings to check, never a driver's traceback.
@@ -140,8 +140,10 @@ def create_database(url: str, *, create_schema: bool = True) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
     if create_schema:
+        from tenantml.adapters.schema import ensure_schema
+
         try:
-            metadata.create_all(engine)
+            ensure_schema(engine)
         except DBAPIError as err:
             engine.dispose()
             raise ServiceUnavailable(

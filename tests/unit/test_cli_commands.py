@@ -183,3 +183,21 @@ def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(home: Path
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=60) == 1, stderr
         assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_db_current_and_upgrade_report_the_schema_revision(home: Path) -> None:
+    from tenantml.adapters.schema import head_revision
+
+    before = tenantml("db", "current", "--json")
+    assert before.exit_code == 1 and json.loads(before.stdout) == {"current": None, "head": head_revision()}
+    upgraded = tenantml("db", "upgrade", "--json")
+    assert upgraded.exit_code == 0 and json.loads(upgraded.stdout) == {"from": None, "to": head_revision()}
+    again = tenantml("db", "upgrade")
+    assert again.exit_code == 0 and f"revision {head_revision()}, the newest" in again.stdout
+    assert tenantml("db", "current").exit_code == 0
+
+
+def test_db_commands_are_refused_with_a_tenant_key(home: Path) -> None:
+    api_key = created("acme")
+    result = tenantml("db", "upgrade", api_key=api_key)
+    assert result.exit_code != 0 and "operator" in str(result.exception)
