@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from tenantml.domain.request import ACTIVE
-from tenantml.errors import PlatformError, ServiceUnavailable
+from tenantml.errors import PlatformError
 
 __all__ = ["attempts", "create_database", "metadata", "requests", "tenants"]
 
@@ -141,13 +141,11 @@ def create_database(url: str, *, create_schema: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
     if create_schema:
         from tenantml.adapters.schema import ensure_schema
+        from tenantml.adapters.sql import database_unavailable
 
         try:
             ensure_schema(engine)
         except DBAPIError as err:
             engine.dispose()
-            raise ServiceUnavailable(
-                f"the training metadata database ({engine.url.render_as_string(hide_password=True)}) cannot be "
-                f"reached: {type(err.orig).__name__}: {str(err.orig).strip()[:300]}; check TENANTML_DATABASE__URL"
-            ) from err
+            raise database_unavailable(engine, err) from err
     return engine

@@ -1,4 +1,4 @@
-"""The training metadata store: tenants, requests and attempts, with fenced writes.
+"""The training metadata store: requests and attempts, with fenced writes (tenants: tenant_records.py).
 
 Worker writes (heartbeat, checkpoint, attempt end, completion) are single UPDATEs guarded by the
 request id, the lease epoch and the worker UUID. A write that matches no row raises
@@ -8,16 +8,16 @@ same kind of compare-and-set on the epoch, so two masters can never both start a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from tenantml.adapters.database import attempts, requests, tenants
+from tenantml.adapters.database import attempts, requests
 from tenantml.adapters.rows import to_attempt, to_request
+from tenantml.adapters.tenant_records import TenantRecords
 from tenantml.domain.request import (
     ACTIVE,
     WORKING,
@@ -29,7 +29,7 @@ from tenantml.domain.request import (
     TrainingRequest,
     WorkerClass,
 )
-from tenantml.errors import AlreadyTraining, InvalidRequest, NotFound, ServiceUnavailable, StaleEpoch, TenantExists
+from tenantml.errors import AlreadyTraining, InvalidRequest, NotFound, StaleEpoch
 
 __all__ = ["Store"]
 
@@ -37,49 +37,8 @@ _ACTIVE = sorted(status.value for status in ACTIVE)
 _WORKING = sorted(status.value for status in WORKING)
 
 
-class Store:
+class Store(TenantRecords):
     """Reads and writes training metadata; every method is one transaction."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        """A transaction; a database that does not answer becomes ServiceUnavailable, naming it."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except IntegrityError:
-            raise  # a constraint said no: each caller says what that means
-        except DBAPIError as err:
-            raise ServiceUnavailable(
-                f"the training metadata database ({self.engine.url.render_as_string(hide_password=True)}) "
-                f"failed: {type(err.orig).__name__}: {str(err.orig).strip()[:300]}; check TENANTML_DATABASE__URL "
-                "and that the database is running"
-            ) from err
-
-    _connect = _begin  # reads take a transaction too: one place translates errors
-
-    # -- tenants -------------------------------------------------------------------------
-    def add_tenant(self, name: str, api_key_sha256: str, now: datetime) -> None:
-        try:
-            with self._begin() as conn:
-                conn.execute(insert(tenants).values(name=name, api_key_sha256=api_key_sha256, created_at=now))
-        except IntegrityError as err:
-            raise TenantExists(name) from err
-
-    def tenant_exists(self, name: str) -> bool:
-        with self._connect() as conn:
-            return conn.execute(select(tenants.c.name).where(tenants.c.name == name)).first() is not None
-
-    def tenant_for_key(self, api_key_sha256: str) -> str | None:
-        with self._connect() as conn:
-            row = conn.execute(select(tenants.c.name).where(tenants.c.api_key_sha256 == api_key_sha256)).first()
-        return None if row is None else str(row.name)
-
-    def list_tenants(self) -> list[str]:
-        with self._connect() as conn:
-            return [str(row.name) for row in conn.execute(select(tenants.c.name).order_by(tenants.c.name))]
 
     # -- requests ------------------------------------------------------------------------
     def add_request(self, request: TrainingRequest) -> None:

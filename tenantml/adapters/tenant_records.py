@@ -1,0 +1,38 @@
+"""Tenants in the metadata database: their key digests and their quotas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from tenantml.adapters.database import tenants
+from tenantml.adapters.sql import SqlDatabase
+from tenantml.errors import TenantExists
+
+__all__ = ["TenantRecords"]
+
+
+class TenantRecords(SqlDatabase):
+    """The tenants table: the TenantDirectory port."""
+
+    def add_tenant(self, name: str, api_key_sha256: str, now: datetime) -> None:
+        try:
+            with self._begin() as conn:
+                conn.execute(insert(tenants).values(name=name, api_key_sha256=api_key_sha256, created_at=now))
+        except IntegrityError as err:
+            raise TenantExists(name) from err
+
+    def tenant_exists(self, name: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute(select(tenants.c.name).where(tenants.c.name == name)).first() is not None
+
+    def tenant_for_key(self, api_key_sha256: str) -> str | None:
+        with self._connect() as conn:
+            row = conn.execute(select(tenants.c.name).where(tenants.c.api_key_sha256 == api_key_sha256)).first()
+        return None if row is None else str(row.name)
+
+    def list_tenants(self) -> list[str]:
+        with self._connect() as conn:
+            return [str(row.name) for row in conn.execute(select(tenants.c.name).order_by(tenants.c.name))]
