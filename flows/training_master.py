@@ -69,6 +69,7 @@ def training_master(
             connection.storage,
             TrainingOrder(tenant, model, dataset, target, algorithm, dict(params or {}), force,
                           idempotency_key or f"flow-run:{flow_run.id}", promotion),
+            default_max_queued=settings.quotas.max_queued,
         )
         logger.info("%s", admission.message)
         if admission.decision is not Decision.ACCEPTED:

@@ -5,6 +5,7 @@
     │   ├── UnknownTenant
     │   ├── TenantExists
     │   ├── AlreadyTraining       the tenant's model is training now (admission answers with that request)
+    │   ├── QuotaExceeded         the tenant has as many requests waiting as its quota allows
     │   ├── UnknownAlgorithm
     │   ├── InvalidParameter
     │   ├── DatasetNotFound
@@ -51,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "PlatformError",
     "PortInUse",
+    "QuotaExceeded",
     "ResourceExhausted",
     "ServiceUnavailable",
     "StaleEpoch",
@@ -88,6 +90,16 @@ class AlreadyTraining(InvalidRequest):
     def __init__(self, tenant: str, model: str) -> None:
         super().__init__(f"{tenant}/{model} is already training: wait for it, or cancel it first")
         self.tenant, self.model = tenant, model
+
+
+class QuotaExceeded(InvalidRequest):
+    def __init__(self, tenant: str, waiting: int, limit: int) -> None:
+        super().__init__(
+            f"tenant {tenant!r} has {waiting} training requests waiting for a worker and may have at most {limit}: "
+            f"submit again once one has started, or ask the operator to raise the limit "
+            f"(`tenantml tenant set-quota {tenant} --max-queued N`)"
+        )
+        self.tenant, self.waiting, self.limit = tenant, waiting, limit
 
 
 class UnknownAlgorithm(InvalidRequest):

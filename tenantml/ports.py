@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from tenantml.domain.provisioning import Workload
 from tenantml.domain.request import (
     AttemptEnd,
     Checkpoint,
@@ -41,7 +42,9 @@ __all__ = [
     "RunState",
     "RunTracking",
     "TenantDirectory",
+    "WorkerFleet",
     "WorkerStore",
+    "WorkloadReader",
 ]
 
 
@@ -53,6 +56,11 @@ class TenantDirectory(Protocol):
     def tenant_exists(self, name: str) -> bool: ...
     def tenant_for_key(self, api_key_sha256: str) -> str | None: ...
     def list_tenants(self) -> list[str]: ...
+    def queue_limit(self, name: str) -> int | None:
+        """The tenant's own limit on waiting requests (None: the default); UnknownTenant if there is none."""
+        ...
+
+    def set_queue_limit(self, name: str, limit: int | None) -> None: ...
 
 
 class RequestReader(Protocol):
@@ -85,6 +93,10 @@ class RequestStore(RequestReader, Protocol):
 
     def list_requests(self, tenant: str | None = None, limit: int = 100) -> list[TrainingRequest]: ...
     def active_request(self, tenant: str, model: str) -> TrainingRequest | None: ...
+    def count_waiting(self, tenant: str) -> int:
+        """Active requests of the tenant whose training code has not started yet."""
+        ...
+
     def last_completed(self, tenant: str, model: str) -> TrainingRequest | None: ...
     def by_idempotency_key(self, key: str) -> TrainingRequest | None: ...
     def request_move(self, request_id: str, now: datetime) -> None: ...
@@ -200,3 +212,25 @@ class DatasetStorage(Protocol):
     def add(self, tenant: str, source: Path, name: str | None = None) -> Path: ...
 
 
+# -- the provisioner ---------------------------------------------------------------------------
+class WorkloadReader(Protocol):
+    """What the provisioner reads of the training metadata, per worker class."""
+
+    def workload(self, completed_since: datetime) -> Mapping[str, Workload]:
+        """Per class: requests waiting for a worker, trainings running, and those completed since
+        ``completed_since``; a class with none of them may be left out."""
+        ...
+
+
+class WorkerFleet(Protocol):
+    """The training workers per class, wherever they run: local processes, or an ECS service per class.
+
+    ``counts`` are the numbers asked for (ECS's desired count), not the ones up yet, so that a
+    worker still starting is not asked for twice. ``scale`` sets the desired number. A backend that
+    removes workers must drain them (stop taking runs, exit when they are done) and never kill a
+    running training; none does yet (see :mod:`tenantml.services.provisioner`). Backends raise
+    ServiceUnavailable when their platform does not answer, InvalidRequest for an unknown class.
+    """
+
+    def counts(self) -> dict[str, int]: ...
+    def scale(self, worker_class: str, desired: int) -> None: ...

@@ -20,6 +20,7 @@ __all__ = [
     "DatabaseSettings",
     "MlflowSettings",
     "PrefectSettings",
+    "QuotaSettings",
     "ServingSettings",
     "Settings",
     "TrainingSettings",
@@ -103,6 +104,13 @@ class TrainingSettings(_Section):
     )
 
 
+class QuotaSettings(_Section):
+    max_queued: int | None = Field(
+        default=None, ge=0,
+        description="Requests a tenant may have waiting for a worker, unless its own quota says otherwise; none: no limit",
+    )
+
+
 class ServingSettings(_Section):
     url: str | None = Field(
         default=None, description="Inference service for clients (`tenantml predict`); default: the local platform's"
@@ -132,6 +140,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     def to_env(self, *, exclude_unset: bool = False) -> dict[str, str]:
         """These settings as ``TENANTML_*`` variables: a child process loads equal settings from them.

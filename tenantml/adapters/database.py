@@ -42,6 +42,7 @@ tenants = Table(
     Column("name", String(64), primary_key=True),
     Column("api_key_sha256", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("max_queued", Integer),  # requests it may have waiting for a worker; None: the settings' default
 )
 
 requests = Table(

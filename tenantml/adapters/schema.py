@@ -53,7 +53,7 @@ def current_revision(engine: Engine) -> str | None:
 def _recognised_revision(conn: Connection) -> str:
     """The revision of a database made before migrations existed, told by its columns."""
     columns = {column["name"] for column in inspect(conn).get_columns("training_requests")}
-    return "0002" if "finalized_at" in columns else "0001"
+    return "0002" if "finalized_at" in columns else "0001"  # homes made after 0002 have a version table
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:

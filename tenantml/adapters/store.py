@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests
@@ -98,6 +98,20 @@ class Store(TenantRecords):
     def active_request(self, tenant: str, model: str) -> TrainingRequest | None:
         found = self._read(and_(requests.c.model == model, requests.c.status.in_(_ACTIVE)), tenant=tenant, limit=1)
         return found[0] if found else None
+
+    def count_waiting(self, tenant: str) -> int:
+        """The tenant's active requests whose training code has not started: pending, or an attempt not yet running."""
+        running = (
+            select(attempts.c.request_id)
+            .where(attempts.c.request_id == requests.c.id, attempts.c.epoch == requests.c.epoch,
+                   attempts.c.running_at.is_not(None))
+            .exists()
+        )
+        query = select(func.count()).select_from(requests).where(
+            requests.c.tenant == tenant, requests.c.status.in_(_ACTIVE), ~running
+        )
+        with self._connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def last_completed(self, tenant: str, model: str) -> TrainingRequest | None:
         found = self._read(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import tenants
 from tenantml.adapters.sql import SqlDatabase
-from tenantml.errors import TenantExists
+from tenantml.errors import TenantExists, UnknownTenant
 
 __all__ = ["TenantRecords"]
 
@@ -36,3 +36,16 @@ class TenantRecords(SqlDatabase):
     def list_tenants(self) -> list[str]:
         with self._connect() as conn:
             return [str(row.name) for row in conn.execute(select(tenants.c.name).order_by(tenants.c.name))]
+
+    def queue_limit(self, name: str) -> int | None:
+        """The tenant's own limit on waiting requests; None: the platform's default applies."""
+        with self._connect() as conn:
+            row = conn.execute(select(tenants.c.max_queued).where(tenants.c.name == name)).first()
+        if row is None:
+            raise UnknownTenant(name)
+        return None if row.max_queued is None else int(row.max_queued)
+
+    def set_queue_limit(self, name: str, limit: int | None) -> None:
+        with self._begin() as conn:
+            if conn.execute(update(tenants).where(tenants.c.name == name).values(max_queued=limit)).rowcount != 1:
+                raise UnknownTenant(name)

@@ -10,12 +10,14 @@ import typer
 
 from tenantml.cli.output import JsonOption, print_json
 from tenantml.cli.session import TenantOption, session
+from tenantml.errors import InvalidRequest
 from tenantml.services import tenancy
 
 __all__ = ["app"]
 
 app = typer.Typer()
-tenant_app = typer.Typer(help="Tenants: create one (its API key is shown once), list them.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants: create one (its API key is shown once), list them, set a quota.",
+                         no_args_is_help=True)
 dataset_app = typer.Typer(help="A tenant's datasets, kept under the tenant's own storage prefix.",
                           no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
@@ -46,6 +48,34 @@ def list_tenants(ctx: typer.Context, as_json: JsonOption = False) -> None:
         print_json(tenants)
     else:
         print("\n".join(tenants))
+
+
+@tenant_app.command("set-quota")
+def set_quota(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The tenant.")],
+    max_queued: Annotated[str, typer.Option(
+        "--max-queued", metavar="N", help="Requests it may have waiting for a worker; 'none' for the default.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Set a tenant's quota: how many training requests it may have waiting (operator only)."""
+    current = session(ctx)
+    limit = tenancy.set_queue_limit(current.connection.store, name, _count(max_queued), current.api_key)
+    default = current.settings.quotas.max_queued
+    if as_json:
+        print_json({"tenant": name, "max_queued": limit, "default_max_queued": default})
+    else:
+        shown = limit if limit is not None else f"the default ({default if default is not None else 'no limit'})"
+        print(f"tenant {name}: at most {shown} requests waiting")
+
+
+def _count(text: str) -> int | None:
+    if text.strip().lower() in ("none", "default"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequest(f"invalid --max-queued {text!r}: give a count of 0 or more, or 'none'") from None
 
 
 @dataset_app.command("add")

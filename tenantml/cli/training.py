@@ -65,7 +65,8 @@ def train(
     )
     # Before admitting anything: with no Prefect API known no master could start, so this raises PlatformError.
     connection.prefect_api_url
-    admission = request_training(connection.store, connection.storage, connection.start_master, order)
+    admission = request_training(connection.store, connection.storage, connection.start_master, order,
+                                 default_max_queued=current.settings.quotas.max_queued)
     result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
                               "message": admission.message}
     if not as_json:

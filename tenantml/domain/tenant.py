@@ -1,11 +1,13 @@
-"""Tenants and their API keys. Keys are shown once and stored only as a SHA-256 digest."""
+"""Tenants, their API keys and their quotas. Keys are shown once and stored only as a SHA-256 digest."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 
-__all__ = ["API_KEY_PREFIX", "hash_api_key", "new_api_key"]
+from tenantml.errors import InvalidRequest, QuotaExceeded
+
+__all__ = ["API_KEY_PREFIX", "check_queue_limit", "check_quota_value", "hash_api_key", "new_api_key"]
 
 API_KEY_PREFIX = "tml_"
 
@@ -16,3 +18,16 @@ def new_api_key() -> str:
 
 def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def check_quota_value(name: str, value: int | None) -> int | None:
+    """A quota is a count of zero or more, or None for no limit."""
+    if value is not None and value < 0:
+        raise InvalidRequest(f"invalid {name} {value}: give a count of 0 or more, or 'none' for no limit")
+    return value
+
+
+def check_queue_limit(tenant: str, waiting: int, limit: int | None) -> None:
+    """Refuse one more waiting request when the tenant already has ``limit`` waiting."""
+    if limit is not None and waiting >= limit:
+        raise QuotaExceeded(tenant, waiting, limit)

@@ -18,6 +18,7 @@ from tenantml.domain.admission import Admission, Decision, judge
 from tenantml.domain.names import check_model_name
 from tenantml.domain.promotion import PromotionPolicy
 from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
+from tenantml.domain.tenant import check_queue_limit
 from tenantml.errors import AlreadyTraining, InvalidDataset, InvalidRequest, UnknownTenant
 from tenantml.ml.algorithms import validate_params
 from tenantml.ml.dataset import fingerprint_file, read_columns
@@ -80,9 +81,17 @@ def _earlier_by_key(store: AdmissionStore, order: TrainingOrder) -> Admission | 
 
 
 def submit_training(
-    store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder, now: datetime | None = None
+    store: AdmissionStore,
+    storage: DatasetStorage,
+    order: TrainingOrder,
+    now: datetime | None = None,
+    default_max_queued: int | None = None,
 ) -> Admission:
-    """Validate ``order`` and record it as pending (accepted), skipped (up to date) or not at all (duplicate)."""
+    """Validate ``order`` and record it as pending (accepted), skipped (up to date) or not at all (duplicate).
+
+    An accepted request must fit the tenant's queue: its own limit, else ``default_max_queued``
+    (``TENANTML_QUOTAS__MAX_QUEUED``); QuotaExceeded names the limit and the count otherwise.
+    """
     now = now or datetime.now(UTC)
     spec = _validated_spec(store, storage, order)
     if (earlier := _earlier_by_key(store, order)) is not None:
@@ -101,6 +110,9 @@ def submit_training(
         idempotency_key=order.idempotency_key,
         force=order.force,
     )
+    if decision is Decision.ACCEPTED:
+        own = store.queue_limit(order.tenant)
+        check_queue_limit(order.tenant, store.count_waiting(order.tenant), own if own is not None else default_max_queued)
     if decision is Decision.UP_TO_DATE:
         request.status, request.reason = RequestStatus.SKIPPED, message
         request.finished_at = request.finalized_at = now  # nothing to promote or clean up
@@ -124,13 +136,14 @@ def request_training(
     start_master: Callable[[str, str], object],
     order: TrainingOrder,
     now: datetime | None = None,
+    default_max_queued: int | None = None,
 ) -> Admission:
     """Admit the order and, if it was accepted, start its training master.
 
     ``start_master(request_id, idempotency_key)``: the key is the request's, so starting twice
     (a retried command) starts one master.
     """
-    admission = submit_training(store, storage, order, now)
+    admission = submit_training(store, storage, order, now, default_max_queued)
     if admission.decision is Decision.ACCEPTED:
         start_master(admission.request_id, f"master:{admission.request_id}")
     return admission

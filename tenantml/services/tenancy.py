@@ -11,11 +11,19 @@ from datetime import datetime
 from pathlib import Path
 
 from tenantml.domain.names import check_tenant_name
-from tenantml.domain.tenant import hash_api_key, new_api_key
+from tenantml.domain.tenant import check_quota_value, hash_api_key, new_api_key
 from tenantml.errors import InvalidRequest, NotFound, UnknownTenant
 from tenantml.ports import DatasetStorage, TenantDirectory
 
-__all__ = ["acting_tenant", "add_dataset", "create_tenant", "list_tenants", "required_tenant", "tenant_for_key"]
+__all__ = [
+    "acting_tenant",
+    "add_dataset",
+    "create_tenant",
+    "list_tenants",
+    "required_tenant",
+    "set_queue_limit",
+    "tenant_for_key",
+]
 
 
 def tenant_for_key(directory: TenantDirectory, api_key: str) -> str | None:
@@ -55,6 +63,14 @@ def create_tenant(directory: TenantDirectory, name: str, now: datetime, api_key:
     new_key = new_api_key()
     directory.add_tenant(check_tenant_name(name), hash_api_key(new_key), now)
     return new_key
+
+
+def set_queue_limit(directory: TenantDirectory, name: str, limit: int | None, api_key: str | None = None) -> int | None:
+    """Set (None: clear) how many requests tenant ``name`` may have waiting; an operator's command."""
+    if api_key is not None:
+        raise InvalidRequest("quotas are set by the operator: unset TENANTML_API_KEY")
+    directory.set_queue_limit(check_tenant_name(name), check_quota_value("--max-queued", limit))
+    return directory.queue_limit(name)
 
 
 def list_tenants(directory: TenantDirectory, api_key: str | None) -> list[str]:

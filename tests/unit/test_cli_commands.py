@@ -201,3 +201,15 @@ def test_db_commands_are_refused_with_a_tenant_key(home: Path) -> None:
     api_key = created("acme")
     result = tenantml("db", "upgrade", api_key=api_key)
     assert result.exit_code != 0 and "operator" in str(result.exception)
+
+
+def test_set_quota_sets_and_clears_a_tenant_s_queue_limit_and_names_bad_values(home: Path) -> None:
+    created("acme")
+    result = tenantml("tenant", "set-quota", "acme", "--max-queued", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"tenant": "acme", "max_queued": 3, "default_max_queued": None}
+    cleared = tenantml("tenant", "set-quota", "acme", "--max-queued", "none")
+    assert cleared.exit_code == 0 and "the default (no limit)" in cleared.stdout
+    assert main(["tenant", "set-quota", "acme", "--max-queued", "-1"]) == 2
+    assert main(["tenant", "set-quota", "acme", "--max-queued", "lots"]) == 2
+    assert main(["tenant", "set-quota", "nobody", "--max-queued", "1"]) == 2

@@ -21,6 +21,7 @@ from tenantml.errors import (
     InvalidDataset,
     InvalidParameter,
     InvalidRequest,
+    QuotaExceeded,
     UnknownAlgorithm,
     UnknownTenant,
 )
@@ -187,3 +188,35 @@ def test_idempotency_key_of_another_tenant_is_not_revealed(
         submit_training(store, storage, replace(order, tenant=other, idempotency_key="order-17"), NOW)
     assert first.request_id not in str(caught.value)
     assert request_count(engine) == 1
+
+
+def test_a_request_beyond_the_queue_limit_is_refused_naming_the_limit_and_the_count(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    first = submit_training(store, storage, order, NOW, default_max_queued=2)
+    second = submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=2)
+    with pytest.raises(QuotaExceeded, match=r"has 2 training requests waiting .* at most 2") as refused:
+        submit_training(store, storage, replace(order, model="spam"), NOW, default_max_queued=2)
+    assert (refused.value.waiting, refused.value.limit) == (2, 2)
+    assert request_count(engine) == 2  # nothing accepted before it is disturbed
+    assert {store.get_request(a.request_id).status for a in (first, second)} == {RequestStatus.PENDING}
+    # a duplicate of a waiting request queues nothing, so it is answered, not refused
+    assert submit_training(store, storage, order, NOW, default_max_queued=2).request_id == first.request_id
+
+
+def test_a_tenant_s_own_queue_limit_wins_over_the_default_and_running_requests_do_not_count(
+    store: Store, storage: TenantStorage, order: TrainingOrder, tenant_name: str
+) -> None:
+    store.set_queue_limit(tenant_name, 1)
+    first = submit_training(store, storage, order, NOW, default_max_queued=10)
+    with pytest.raises(QuotaExceeded):
+        submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=10)
+    worker = str(uuid.uuid4())
+    epoch = store.start_attempt(first.request_id, 0, worker, WorkerClass.SMALL, NOW)
+    assert store.count_waiting(tenant_name) == 1  # an attempt opened but not yet running still waits
+    store.mark_running(Lease(first.request_id, worker, epoch), NOW)
+    assert store.count_waiting(tenant_name) == 0
+    accepted = submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=10)
+    assert accepted.decision is Decision.ACCEPTED
+    store.set_queue_limit(tenant_name, None)
+    assert store.queue_limit(tenant_name) is None
