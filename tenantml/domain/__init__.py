@@ -5,6 +5,7 @@ __all__ = [
     "failover",
     "names",
     "promotion",
+    "provisioning",
     "request",
     "tenant",
 ]
