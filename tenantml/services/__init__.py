@@ -6,6 +6,7 @@ __all__ = [
     "history",
     "master",
     "models",
+    "provisioner",
     "reconcile",
     "tenancy",
     "trainings",
