@@ -99,6 +99,10 @@ class Store(TenantRecords):
         found = self._read(and_(requests.c.model == model, requests.c.status.in_(_ACTIVE)), tenant=tenant, limit=1)
         return found[0] if found else None
 
+    def requests_touched_since(self, since: datetime, tenant: str | None = None) -> list[TrainingRequest]:
+        condition = or_(requests.c.updated_at >= since, requests.c.status.in_(_ACTIVE))
+        return self._read(condition, tenant=tenant, limit=1_000_000)
+
     def count_waiting(self, tenant: str) -> int:
         """The tenant's active requests whose training code has not started: pending, or an attempt not yet running."""
         running = (

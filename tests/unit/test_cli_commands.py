@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from tenantml.adapters.store import Store
 from tenantml.cli import app, main
-from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
+from tenantml.domain.request import Lease, RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
 from tenantml.services.trainings import request_view
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -213,3 +213,29 @@ def test_set_quota_sets_and_clears_a_tenant_s_queue_limit_and_names_bad_values(h
     assert main(["tenant", "set-quota", "acme", "--max-queued", "-1"]) == 2
     assert main(["tenant", "set-quota", "acme", "--max-queued", "lots"]) == 2
     assert main(["tenant", "set-quota", "nobody", "--max-queued", "1"]) == 2
+
+
+def test_usage_counts_each_tenant_s_trainings_and_a_tenant_key_sees_only_its_own(home: Path, store: Store) -> None:
+    acme_key = created("acme")
+    created("globex")
+    for tenant in ("acme", "globex"):
+        request_id = pending(store, tenant)
+        worker = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        epoch = store.start_attempt(request_id, 0, worker, WorkerClass.SMALL, now)
+        lease = Lease(request_id, worker, epoch)
+        store.mark_running(lease, now)
+        store.heartbeat(lease, 40, 40, now)
+        store.complete(lease, "1", {"accuracy": 0.9}, now)
+
+    operator = tenantml("usage", "--json")
+    assert operator.exit_code == 0, operator.output
+    rows = {row["tenant"]: row for row in json.loads(operator.stdout)}
+    assert set(rows) == {"acme", "globex"}
+    assert (rows["acme"]["steps_trained"], rows["acme"]["attempts"], rows["acme"]["trainings"]) == (
+        40, 1, {"completed": 1}
+    )
+    assert set(rows["acme"]["worker_seconds"]) == {"small"}
+    own = tenantml("usage", "--json", api_key=acme_key)
+    assert [row["tenant"] for row in json.loads(own.stdout)] == ["acme"]
+    assert main(["usage", "--window", "yesterday"]) == 2
