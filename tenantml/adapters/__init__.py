@@ -2,6 +2,7 @@
 
 __all__ = [
     "database",
+    "ecs_fleet",
     "orchestration",
     "registry",
     "rows",
