@@ -62,11 +62,15 @@ class FleetPolicy:
                 "lower the minimum or raise the maximum"
             )
         if self.runs_per_worker < 1:
-            raise InvalidRequest(f"runs per worker {self.runs_per_worker} is below 1: a worker runs at least one training")
+            raise InvalidRequest(
+                f"runs per worker {self.runs_per_worker} is below 1: a worker runs at least one training"
+            )
         for name in ("cooldown_s", "drain_horizon_s"):
             _not_negative(name, getattr(self, name))
         if self.rate_window_s <= 0:
-            raise InvalidRequest(f"rate_window_s {self.rate_window_s} is not positive: count completions over some seconds")
+            raise InvalidRequest(
+                f"rate_window_s {self.rate_window_s} is not positive: count completions over some seconds"
+            )
 
 
 @dataclass(frozen=True)
