@@ -7,5 +7,6 @@ __all__ = [
     "promotion",
     "provisioning",
     "request",
+    "scheduling",
     "tenant",
 ]
