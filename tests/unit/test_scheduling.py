@@ -10,6 +10,7 @@ import pytest
 
 from tenantml.domain.scheduling import Plan, Policy, Running, Waiting, plan
 from tenantml.errors import InvalidRequest
+from tests.benchmarks.sim_fairness import fair_share, fifo, make_trace, percentile, simulate
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 SMALL, LARGE = "small", "large"
@@ -161,3 +162,10 @@ def test_bad_input_is_refused_naming_the_value(make: Callable[[], object], named
     with pytest.raises(InvalidRequest, match=named):
         make()
 
+
+def test_in_a_small_simulation_fair_share_makes_small_tenants_wait_less_than_fifo() -> None:
+    trace = make_trace(tenants=60, requests=240, workers=10, seed=8, arrival_window_s=2000.0)
+    fair, fcfs = simulate(trace, fair_share(Policy())), simulate(trace, fifo)
+    assert percentile(fair.small_waits_s, 95) < percentile(fcfs.small_waits_s, 95)
+    assert fair.jain > fcfs.jain
+    assert len(fair.waits_s) == len(fcfs.waits_s) == 240  # every request started under both
