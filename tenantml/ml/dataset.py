@@ -78,10 +78,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if suffix in CSV_SUFFIXES:
             return pd.read_csv(file)
-        # One thread: Arrow starts its pool's threads lazily, and a thread it cannot start under a
-        # worker class's address-space limit aborts the process (std::system_error, SIGABRT)
-        # instead of raising MemoryError, so the failure could not escalate to the larger class.
-        return pd.read_parquet(file, use_threads=False, to_pandas_kwargs={"use_threads": False})
+        # Arrow starts its pools' threads lazily, and a thread it cannot start under a worker class's
+        # address-space limit aborts the process (std::system_error, SIGABRT) instead of raising
+        # MemoryError, so the failure could not escalate. Read on one thread, without pre-buffering:
+        # that needs a single I/O thread, which tenantml.adapters.worker_limits starts beforehand.
+        return pd.read_parquet(file, use_threads=False, pre_buffer=False, to_pandas_kwargs={"use_threads": False})
     except (MemoryError, pa.ArrowMemoryError) as err:  # a resource failure, not a bad dataset
         raise MemoryError(f"reading dataset {str(path)!r}: {err}") from err
     except Exception as err:  # pandas and pyarrow raise many unrelated types
