@@ -22,6 +22,7 @@ from tenantml.adapters.worker_limits import limit_resources
 from tenantml.bootstrap import Connection
 from tenantml.domain.request import AttemptEnd, Lease, WorkerClass
 from tenantml.errors import StaleEpoch
+from tenantml.services.background import BackgroundSender
 from tenantml.services.worker import TrainingAttempt
 from tenantml.settings import load_settings
 
@@ -47,6 +48,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     settings = load_settings()
     connection = Connection(settings)
     tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
+    background = BackgroundSender()  # Prefect and MLflow calls off the training's hot path; before the limit
     limit_resources(settings.training, WorkerClass(worker_class))
     progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync in a sync flow
         progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
@@ -57,7 +59,9 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
         nonlocal last_update
         now = time.monotonic()
         if now - last_update >= 1.0 or step == total:
-            update_progress_artifact(progress_id, progress=100.0 * step / max(total, 1))
+            progress = 100.0 * step / max(total, 1)
+            background.submit("updating the progress artifact",
+                              lambda: update_progress_artifact(progress_id, progress=progress), key="progress")
             last_update = now
 
     attempt = TrainingAttempt(
@@ -67,10 +71,14 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
         registry,
         settings.training,
         on_progress=on_progress,
+        background=background,
     )
     signal.signal(signal.SIGTERM, lambda *_: attempt.preempt())
     logger.info("request %s: worker %s (epoch %s, class %s) starting", request_id, worker_uuid, epoch, worker_class)
-    outcome = attempt.run()
+    try:
+        outcome = attempt.run()
+    finally:
+        background.close(timeout_s=10)
     logger.info("request %s: attempt ended %s (%s)", request_id, outcome.end, outcome.reason)
     if outcome.end is AttemptEnd.COMPLETED:
         return {"request_id": request_id, "model_version": outcome.model_version, "resume_step": outcome.resume_step}

@@ -15,6 +15,7 @@ more is written. Failures are classified so the master knows what to do next:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import Protocol
 from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest, StaleEpoch
 from tenantml.ports import CheckpointStore, ModelRegistry, RunTracking, WorkerStore
+from tenantml.services.background import BackgroundSender
 from tenantml.settings import TrainingSettings
 from tenantml.ml.algorithms import Trainer, trainer_for
 from tenantml.ml.dataset import TrainingData, prepare, read_table
@@ -33,6 +35,9 @@ from tenantml.ml.dataset import TrainingData, prepare, read_table
 __all__ = ["AttemptOutcome", "AttemptTracking", "TrainingAttempt"]
 
 log = logging.getLogger(__name__)
+
+MIRROR_FLUSH_S = 10.0
+"""How long an ending attempt waits for its last mirrors to reach MLflow before it gives up on them."""
 
 
 def _now() -> datetime:
@@ -87,10 +92,14 @@ class TrainingAttempt:
         models: ModelRegistry,
         settings: TrainingSettings,
         on_progress: Callable[[int, int], None] | None = None,
+        background: BackgroundSender | None = None,
     ) -> None:
+        """``background`` carries the MLflow mirrors off the training's hot path (one of its own if None)."""
         self.lease, self.store, self.checkpoints, self.models = lease, store, checkpoints, models
         self.settings = settings
         self.on_progress = on_progress or (lambda step, total: None)
+        self.background = background or BackgroundSender()
+        self._owns_background = background is None
         self._preempted = threading.Event()
 
     def preempt(self) -> None:
@@ -139,6 +148,8 @@ class TrainingAttempt:
             return self._report(AttemptEnd.CRASHED, f"{type(err).__name__}: {err}", resume_step)
         finally:
             heartbeat.stop()
+            if self._owns_background:
+                self.background.close(MIRROR_FLUSH_S)
 
     # -- steps ---------------------------------------------------------------------------
     def _train(self, request: TrainingRequest, trainer: Trainer, heartbeat: _Heartbeat) -> None:
@@ -170,8 +181,12 @@ class TrainingAttempt:
         self.store.check_current(lease)  # a fenced worker uploads nothing
         checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
         self.store.commit_checkpoint(lease, checkpoint, _now())
-        self.checkpoints.record(run_id, tags={"step": step, "checkpoint_step": step, "worker_uuid": lease.worker_uuid,
-                                              "epoch": lease.epoch}, metrics=metrics, step=step)
+        tags = {"step": step, "checkpoint_step": step, "worker_uuid": lease.worker_uuid, "epoch": lease.epoch}
+        self.background.submit(
+            f"mirroring the checkpoint at step {step} into MLflow",
+            self._while_current(functools.partial(self.checkpoints.record, run_id, tags=tags, metrics=dict(metrics),
+                                                  step=step)),
+        )
 
     def _register(self, request: TrainingRequest, trainer: Trainer, data: TrainingData) -> str:
         """Register this attempt's version, then claim completion with a fenced write.
@@ -222,7 +237,26 @@ class TrainingAttempt:
     def _mirror(self, request: TrainingRequest, **values: object) -> None:
         if request.mlflow_run_id:
             lease = self.lease
-            self.checkpoints.mirror(request.mlflow_run_id, worker_uuid=lease.worker_uuid, epoch=lease.epoch, **values)
+            self.background.submit(
+                f"mirroring {', '.join(values)} into MLflow",
+                self._while_current(functools.partial(self.checkpoints.mirror, request.mlflow_run_id,
+                                                      worker_uuid=lease.worker_uuid, epoch=lease.epoch, **values)),
+            )
+
+    def _while_current(self, call: Callable[[], object]) -> Callable[[], None]:
+        """``call``, run in the background only if this worker still holds the lease by then.
+
+        A mirror waits in line behind slower ones; if the worker was replaced meanwhile, its
+        successor's mirrors are the true ones and this one is dropped.
+        """
+        def guarded() -> None:
+            try:
+                self.store.check_current(self.lease)
+            except StaleEpoch:
+                return
+            call()
+
+        return guarded
 
 
 class _Preempted(Exception):
