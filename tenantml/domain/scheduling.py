@@ -270,13 +270,13 @@ class _Preempter:
     def run(self) -> list[Preemption]:
         if self.cls.free:
             return []  # the fill stopped short of a full class: nothing that may start is waiting
-        for tenant in self.cls.queues:
-            self._push_needy(tenant)
-        if not self.needy:
-            return []
         for tenant in self.cls.attempts:
             self._push_victim(tenant)
         on_the_way = sum(self.cls.leaving.values())
+        if not self.victims and not on_the_way:
+            return []
+        self.needy = [entry for tenant in self.cls.queues if (entry := self._needy(tenant)) is not None]
+        heapq.heapify(self.needy)
         preemptions: list[Preemption] = []
         while self.needy:
             entry = heapq.heappop(self.needy)
@@ -326,12 +326,18 @@ class _Preempter:
             return None
         return item if self.policy.allows(tenant, self.totals.get(tenant, 0) + promised) else None
 
-    def _push_needy(self, tenant: str) -> None:
+    def _needy(self, tenant: str) -> tuple[float, float, datetime, str, int, str] | None:
         item = self._starving(tenant)
-        if item is not None:
-            owned, weight = self.owned.get(tenant, 0), self.policy.weight(tenant)
-            key = (owned + 0.5) / weight, self.usage.get(tenant, 0.0) / weight
-            heapq.heappush(self.needy, (*key, item.queued_at, item.request_id, owned, tenant))
+        if item is None:
+            return None
+        owned, weight = self.owned.get(tenant, 0), self.policy.weight(tenant)
+        share, usage = (owned + 0.5) / weight, self.usage.get(tenant, 0.0) / weight
+        return share, usage, item.queued_at, item.request_id, owned, tenant
+
+    def _push_needy(self, tenant: str) -> None:
+        entry = self._needy(tenant)
+        if entry is not None:
+            heapq.heappush(self.needy, entry)
 
     def _push_victim(self, tenant: str) -> None:
         attempts = self.cls.attempts.get(tenant)
