@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests
 from tenantml.adapters.rows import to_attempt, to_request
 from tenantml.adapters.tenant_records import TenantRecords
+from tenantml.adapters.workload import WorkloadCounts
 from tenantml.domain.request import (
     ACTIVE,
     WORKING,
@@ -37,7 +38,7 @@ _ACTIVE = sorted(status.value for status in ACTIVE)
 _WORKING = sorted(status.value for status in WORKING)
 
 
-class Store(TenantRecords):
+class Store(TenantRecords, WorkloadCounts):
     """Reads and writes training metadata; every method is one transaction."""
 
     # -- requests ------------------------------------------------------------------------
@@ -102,20 +103,6 @@ class Store(TenantRecords):
     def requests_touched_since(self, since: datetime, tenant: str | None = None) -> list[TrainingRequest]:
         condition = or_(requests.c.updated_at >= since, requests.c.status.in_(_ACTIVE))
         return self._read(condition, tenant=tenant, limit=1_000_000)
-
-    def count_waiting(self, tenant: str) -> int:
-        """The tenant's active requests whose training code has not started: pending, or an attempt not yet running."""
-        running = (
-            select(attempts.c.request_id)
-            .where(attempts.c.request_id == requests.c.id, attempts.c.epoch == requests.c.epoch,
-                   attempts.c.running_at.is_not(None))
-            .exists()
-        )
-        query = select(func.count()).select_from(requests).where(
-            requests.c.tenant == tenant, requests.c.status.in_(_ACTIVE), ~running
-        )
-        with self._connect() as conn:
-            return int(conn.execute(query).scalar_one())
 
     def last_completed(self, tenant: str, model: str) -> TrainingRequest | None:
         found = self._read(

@@ -299,3 +299,22 @@ def test_request_is_found_by_idempotency_key(store: Store, tenant: str) -> None:
     request_id = add(store, tenant, key="order-17")
     assert store.by_idempotency_key("order-17").id == request_id  # type: ignore[union-attr]
     assert store.by_idempotency_key("order-18") is None
+
+
+def test_workload_counts_waiting_running_and_completed_per_worker_class(store: Store, tenant: str) -> None:
+    waiting = add(store, tenant, "a")  # no attempt yet: waits for the small class
+    queued = add(store, tenant, "b")
+    store.start_attempt(queued, 0, WORKER_A, WorkerClass.LARGE, at(1))  # dispatched, not yet running
+    running = add(store, tenant, "c")
+    store.start_attempt(running, 0, WORKER_B, WorkerClass.SMALL, at(1))
+    store.mark_running(Lease(running, WORKER_B, 1), at(2))
+    done = add(store, tenant, "d")
+    worker = "dddddddd-0000-0000-0000-000000000004"
+    store.start_attempt(done, 0, worker, WorkerClass.SMALL, at(1))
+    store.complete(Lease(done, worker, 1), "1", {}, at(30))
+
+    found = store.workload(completed_since=at(10))
+    assert (found["small"].pending, found["small"].running, found["small"].completed) == (1, 1, 1)
+    assert (found["large"].pending, found["large"].running, found["large"].completed) == (1, 0, 0)
+    assert store.workload(completed_since=at(60))["small"].completed == 0
+    assert waiting  # counted above as the small class's one waiting request
