@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference"]
+BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference", "bench_fairness"]
 
 
 def main(names: list[str]) -> int:
