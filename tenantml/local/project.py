@@ -36,10 +36,14 @@ def project_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def work_pool_template(project: Path, command: str | None = None) -> dict[str, Any]:
-    """The process pools' base job template, with ``command`` as every flow run's default command."""
+    """The process pools' base job template, with ``command`` as every flow run's command.
+
+    The template offers a flow run no variable that runs code: ``command``, ``env`` and
+    ``working_dir`` are fixed here, not variables, so a run created through the Prefect API cannot
+    replace them (Prefect's default process template lets every run set them).
+    """
     template: dict[str, Any] = json.loads((project / "infra" / "work-pools" / "process.json").read_text())
-    if command is not None:
-        template["variables"]["properties"]["command"]["default"] = command
+    template["job_configuration"]["command"] = command  # None: the worker's own `python -m prefect.engine`
     return template
 
 
