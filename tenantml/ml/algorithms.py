@@ -235,18 +235,25 @@ class _MiniBatchTrainer(Trainer):
         model.partial_fit(features, target, **extra)
 
 
-_EPOCHS = Param(int, 5, minimum=1)
-_BATCH_SIZE = Param(int, 256, minimum=1)
+# Upper bounds: a training must end in a time and a checkpoint size a worker can hold. Without them
+# epochs=1000000000 meant 8 billion steps, eta0=1e308 an overflow on the first step, and
+# hidden_layer_sizes=100000,100000 a 74.5 GiB allocation retried on every worker class.
+MAX_EPOCHS = 100_000  # the recovery benchmark trains for 100,000 epochs of 79 steps
+MAX_TREES = 10_000
+MAX_LAYER_UNITS = 4_096
+MAX_LAYERS = 8
+_EPOCHS = Param(int, 5, minimum=1, maximum=MAX_EPOCHS)
+_BATCH_SIZE = Param(int, 256, minimum=1, maximum=1_000_000)
 _SEED = Param(int, 0, minimum=0, maximum=_MAX_SEED)
-_MAX_DEPTH = Param(int, None, minimum=1, nullable=True)
-_TREES_PER_STEP = Param(int, 10, minimum=1)
+_MAX_DEPTH = Param(int, None, minimum=1, maximum=1_000, nullable=True)
+_TREES_PER_STEP = Param(int, 10, minimum=1, maximum=1_000)
 _SGD_SCHEDULES = ("optimal", "constant", "invscaling", "adaptive")
 _SGD_REGRESSION_LOSSES = ("squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive")
 _SGD_COMMON = {
-    "alpha": Param(float, 1e-4, minimum=0, exclusive=True),
+    "alpha": Param(float, 1e-4, minimum=0, maximum=1_000, exclusive=True),
     "batch_size": _BATCH_SIZE,
     "epochs": _EPOCHS,
-    "eta0": Param(float, 0.01, minimum=0, exclusive=True),
+    "eta0": Param(float, 0.01, minimum=0, maximum=100, exclusive=True),
     "fit_intercept": Param(bool, True),
     "penalty": Param(str, "l2", choices=("l2", "l1", "elasticnet")),
     "seed": _SEED,
@@ -296,11 +303,11 @@ class MLPClassifierTrainer(_MiniBatchTrainer):
     task = "classification"
     PARAMS = {
         "activation": Param(str, "relu", choices=("relu", "tanh", "logistic", "identity")),
-        "alpha": Param(float, 1e-4, minimum=0),
+        "alpha": Param(float, 1e-4, minimum=0, maximum=1_000),
         "batch_size": _BATCH_SIZE,
-        "epochs": Param(int, 10, minimum=1),
-        "hidden_layer_sizes": Param(tuple, (64,), minimum=1),
-        "learning_rate_init": Param(float, 1e-3, minimum=0, exclusive=True),
+        "epochs": Param(int, 10, minimum=1, maximum=MAX_EPOCHS),
+        "hidden_layer_sizes": Param(tuple, (64,), minimum=1, maximum=MAX_LAYER_UNITS, max_items=MAX_LAYERS),
+        "learning_rate_init": Param(float, 1e-3, minimum=0, maximum=100, exclusive=True),
         "seed": _SEED,
     }
 
@@ -340,9 +347,9 @@ class HistGradientBoostingTrainer(_GrowingEnsembleTrainer):
     task = "classification"
     size_param = "max_iter"
     PARAMS = {
-        "learning_rate": Param(float, 0.1, minimum=0, exclusive=True),
+        "learning_rate": Param(float, 0.1, minimum=0, maximum=100, exclusive=True),
         "max_depth": _MAX_DEPTH,
-        "max_iter": Param(int, 100, minimum=1),
+        "max_iter": Param(int, 100, minimum=1, maximum=MAX_TREES),
         "seed": _SEED,
         "trees_per_step": _TREES_PER_STEP,
     }
@@ -364,7 +371,7 @@ class RandomForestTrainer(_GrowingEnsembleTrainer):
     PARAMS = {
         "bootstrap": Param(bool, True),
         "max_depth": _MAX_DEPTH,
-        "n_estimators": Param(int, 100, minimum=1),
+        "n_estimators": Param(int, 100, minimum=1, maximum=MAX_TREES),
         "seed": _SEED,
         "trees_per_step": _TREES_PER_STEP,
     }

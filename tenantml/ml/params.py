@@ -37,13 +37,17 @@ class Param:
     maximum: float | None = None
     exclusive: bool = False
     nullable: bool = False
+    max_items: int | None = None  # for a tuple: how many numbers at most
 
     def describe(self) -> str:
         """Say in words what values are allowed."""
         if self.choices:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         if self.kind is tuple:
-            return "comma-separated positive integers such as '64,32'"
+            text = "comma-separated positive integers such as '64,32'"
+            if self.maximum is not None:
+                text += f", each <= {self.maximum:g}"
+            return text + (f", at most {self.max_items} of them" if self.max_items is not None else "")
         text = {int: "an integer", float: "a number", bool: "true or false"}.get(self.kind, "a string")
         if self.minimum is not None:
             text += f" {'>' if self.exclusive else '>='} {self.minimum:g}"
@@ -65,6 +69,8 @@ class Param:
             result = _convert(self.kind, value)
         if self.choices and result not in self.choices or result == ():
             raise ValueError("not an allowed value")
+        if self.max_items is not None and isinstance(result, tuple) and len(result) > self.max_items:
+            raise ValueError("too many values")
         for number in result if isinstance(result, tuple) else (result,):
             if self.minimum is not None and (number < self.minimum or self.exclusive and number == self.minimum):
                 raise ValueError("too small")

@@ -232,6 +232,16 @@ def test_unknown_param_is_refused_naming_it_and_the_allowed_ones() -> None:
         ("mlp_classifier", "hidden_layer_sizes", "64,zero"),
         ("mlp_classifier", "hidden_layer_sizes", "64,0"),
         ("random_forest_classifier", "n_estimators", "none"),
+        # upper bounds: each of these ran for days, overflowed or allocated tens of GiB before
+        ("sgd_classifier", "epochs", 10**9),
+        ("sgd_classifier", "epochs", 10**30),
+        ("sgd_classifier", "eta0", 1e308),
+        ("sgd_regressor", "batch_size", 10**9),
+        ("mlp_classifier", "hidden_layer_sizes", "100000,100000"),
+        ("mlp_classifier", "hidden_layer_sizes", ",".join(["8"] * 9)),
+        ("hist_gradient_boosting_classifier", "max_iter", 10**6),
+        ("random_forest_classifier", "n_estimators", 10**6),
+        ("random_forest_classifier", "trees_per_step", 10**6),
     ],
 )
 def test_bad_param_value_is_refused_naming_key_and_value(algorithm: str, key: str, value: object) -> None:
