@@ -62,14 +62,14 @@ def training_master(
     settings = load_settings()
     connection = Connection(settings)
     if request_id is None:
-        from tenantml.services.admission import Decision, TrainingOrder, submit_training
+        from tenantml.services.admission import Decision, SubmissionLimits, TrainingOrder, submit_training
 
         admission = submit_training(
             connection.store,
             connection.storage,
             TrainingOrder(tenant, model, dataset, target, algorithm, dict(params or {}), force,
                           idempotency_key or f"flow-run:{flow_run.id}", promotion),
-            default_max_queued=settings.quotas.max_queued,
+            limits=SubmissionLimits.from_settings(settings),
         )
         logger.info("%s", admission.message)
         if admission.decision is not Decision.ACCEPTED:

@@ -18,6 +18,7 @@ from tenantml.errors import InvalidSetting
 
 __all__ = [
     "DatabaseSettings",
+    "LimitSettings",
     "MlflowSettings",
     "PrefectSettings",
     "QuotaSettings",
@@ -104,6 +105,18 @@ class TrainingSettings(_Section):
     )
 
 
+class LimitSettings(_Section):
+    max_dataset_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest dataset file a training may read; larger ones are refused at submission"
+    )
+    max_header_bytes: int = Field(
+        default=1024**2, ge=1, description="Longest CSV header line; read with a bounded reader at submission"
+    )
+    max_columns: int = Field(
+        default=1_000, ge=2, description="Most columns a dataset may have (the feature schema is stored with each version)"
+    )
+
+
 class QuotaSettings(_Section):
     max_queued: int | None = Field(
         default=None, ge=0,
@@ -141,6 +154,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     def to_env(self, *, exclude_unset: bool = False) -> dict[str, str]:
         """These settings as ``TENANTML_*`` variables: a child process loads equal settings from them.

@@ -55,7 +55,11 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a training request and print its id; with --wait, also how it ended (exit 1 if it failed)."""
-    from tenantml.services.admission import TrainingOrder, request_training  # scikit-learn: 1 s, for train only
+    from tenantml.services.admission import (  # scikit-learn: 1 s, for train only
+        SubmissionLimits,
+        TrainingOrder,
+        request_training,
+    )
 
     current = session(ctx)
     connection = current.connection
@@ -66,7 +70,7 @@ def train(
     # Before admitting anything: with no Prefect API known no master could start, so this raises PlatformError.
     connection.prefect_api_url
     admission = request_training(connection.store, connection.storage, connection.start_master, order,
-                                 default_max_queued=current.settings.quotas.max_queued)
+                                 limits=SubmissionLimits.from_settings(current.settings))
     result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
                               "message": admission.message}
     if not as_json:

@@ -7,7 +7,9 @@ the offending column or value when it cannot.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +94,33 @@ def read_table(path: str | Path) -> pd.DataFrame:
         ) from err
 
 
-def read_columns(path: str | Path) -> list[str]:
-    """Return the column names of a table, reading only its header or schema."""
+def _csv_header(file: Path, max_header_bytes: int) -> list[str]:
+    """The first line of a CSV file, read in bounded memory: at most ``max_header_bytes``."""
+    with file.open("rb") as stream:
+        head = stream.read(max_header_bytes + 1)
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) > max_header_bytes:
+        raise InvalidDataset(
+            f"dataset {str(file)!r} has no line break in its first {max_header_bytes} bytes: a CSV header that "
+            "long is refused (TENANTML_LIMITS__MAX_HEADER_BYTES); check that the file is a CSV table"
+        )
+    if not line.strip():
+        raise InvalidDataset(f"dataset {str(file)!r} has no header line: put the column names on the first line")
+    try:
+        return next(csv.reader([line.decode("utf-8-sig").rstrip("\r")]))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InvalidDataset(f"dataset {str(file)!r} has a header that is not UTF-8 CSV ({err})") from err
+
+
+def read_columns(path: str | Path, max_header_bytes: int = 1024**2) -> list[str]:
+    """Return the column names of a table, reading only its header (bounded) or schema."""
     file, suffix = _checked_file(path)
     try:
         if suffix in CSV_SUFFIXES:
-            return [str(name) for name in pd.read_csv(file, nrows=0).columns]
+            return _csv_header(file, max_header_bytes)
         schema = pq.read_schema(file)
+    except InvalidDataset:
+        raise
     except Exception as err:
         raise InvalidDataset(
             f"dataset {str(path)!r} cannot be read as {suffix[1:]} ({type(err).__name__}: {err}): "
@@ -151,7 +173,7 @@ def prepare(frame: pd.DataFrame, target: str) -> TrainingData:
         raise InvalidDataset(
             f"target column {target!r} is not in the dataset; available columns: {_listing(columns)}"
         )
-    duplicated = sorted({name for name in columns if columns.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(columns).items() if count > 1)  # linear, not quadratic
     if duplicated:
         raise InvalidDataset(f"dataset has duplicated column names: {_listing(duplicated)}: rename them")
     frame = frame.set_axis(columns, axis=1)

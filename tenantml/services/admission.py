@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from tenantml.domain.admission import Admission, Decision, judge
@@ -23,12 +24,28 @@ from tenantml.errors import AlreadyTraining, InvalidDataset, InvalidRequest, Unk
 from tenantml.ml.algorithms import validate_params
 from tenantml.ml.dataset import fingerprint_file, read_columns
 from tenantml.ports import DatasetStorage, RequestStore, TenantDirectory
+from tenantml.settings import Settings
 
-__all__ = ["Admission", "Decision", "TrainingOrder", "request_training", "submit_training"]
+__all__ = ["Admission", "Decision", "SubmissionLimits", "TrainingOrder", "request_training", "submit_training"]
 
 
 class AdmissionStore(TenantDirectory, RequestStore, Protocol):
     """What admission reads and writes."""
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """What a submission may ask for, checked before anything is written (see LimitSettings)."""
+
+    max_queued: int | None = None
+    max_dataset_bytes: int = 2 * 1024**3
+    max_header_bytes: int = 1024**2
+    max_columns: int = 1_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SubmissionLimits:
+        limits = settings.limits
+        return cls(settings.quotas.max_queued, limits.max_dataset_bytes, limits.max_header_bytes, limits.max_columns)
 
 
 @dataclass(frozen=True)
@@ -46,17 +63,34 @@ class TrainingOrder:
     promotion: str = "always"
 
 
-def _validated_spec(store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder) -> TrainingSpec:
+def _checked_dataset(path: Path, order: TrainingOrder, limits: SubmissionLimits) -> None:
+    size = path.stat().st_size
+    if size > limits.max_dataset_bytes:
+        raise InvalidDataset(
+            f"dataset {order.dataset!r} is {size} bytes, over the limit of {limits.max_dataset_bytes} "
+            "(TENANTML_LIMITS__MAX_DATASET_BYTES): sample or split it"
+        )
+    columns = read_columns(path, limits.max_header_bytes)
+    if len(columns) > limits.max_columns:
+        raise InvalidDataset(
+            f"dataset {order.dataset!r} has {len(columns)} columns, over the limit of {limits.max_columns} "
+            "(TENANTML_LIMITS__MAX_COLUMNS): drop the columns the model does not need"
+        )
+    if order.target not in columns:
+        shown = ", ".join(repr(c) for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
+        raise InvalidDataset(f"target column {order.target!r} is not in dataset {order.dataset!r}; columns: {shown}")
+
+
+def _validated_spec(
+    store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder, limits: SubmissionLimits
+) -> TrainingSpec:
     if not store.tenant_exists(order.tenant):
         raise UnknownTenant(order.tenant)
     check_model_name(order.model)
     params = validate_params(order.algorithm, order.params)
     promotion = PromotionPolicy.parse(order.promotion)
     path = storage.resolve(order.tenant, order.dataset)
-    columns = read_columns(path)
-    if order.target not in columns:
-        shown = ", ".join(repr(c) for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
-        raise InvalidDataset(f"target column {order.target!r} is not in dataset {order.dataset!r}; columns: {shown}")
+    _checked_dataset(path, order, limits)
     return TrainingSpec(
         tenant=order.tenant,
         model=order.model,
@@ -85,15 +119,15 @@ def submit_training(
     storage: DatasetStorage,
     order: TrainingOrder,
     now: datetime | None = None,
-    default_max_queued: int | None = None,
+    limits: SubmissionLimits = SubmissionLimits(),
 ) -> Admission:
     """Validate ``order`` and record it as pending (accepted), skipped (up to date) or not at all (duplicate).
 
-    An accepted request must fit the tenant's queue: its own limit, else ``default_max_queued``
+    An accepted request must fit the tenant's queue: its own limit, else ``limits.max_queued``
     (``TENANTML_QUOTAS__MAX_QUEUED``); QuotaExceeded names the limit and the count otherwise.
     """
     now = now or datetime.now(UTC)
-    spec = _validated_spec(store, storage, order)
+    spec = _validated_spec(store, storage, order, limits)
     if (earlier := _earlier_by_key(store, order)) is not None:
         return earlier
     active = store.active_request(order.tenant, order.model)
@@ -112,7 +146,7 @@ def submit_training(
     )
     if decision is Decision.ACCEPTED:
         own = store.queue_limit(order.tenant)
-        check_queue_limit(order.tenant, store.count_waiting(order.tenant), own if own is not None else default_max_queued)
+        check_queue_limit(order.tenant, store.count_waiting(order.tenant), own if own is not None else limits.max_queued)
     if decision is Decision.UP_TO_DATE:
         request.status, request.reason = RequestStatus.SKIPPED, message
         request.finished_at = request.finalized_at = now  # nothing to promote or clean up
@@ -136,14 +170,14 @@ def request_training(
     start_master: Callable[[str, str], object],
     order: TrainingOrder,
     now: datetime | None = None,
-    default_max_queued: int | None = None,
+    limits: SubmissionLimits = SubmissionLimits(),
 ) -> Admission:
     """Admit the order and, if it was accepted, start its training master.
 
     ``start_master(request_id, idempotency_key)``: the key is the request's, so starting twice
     (a retried command) starts one master.
     """
-    admission = submit_training(store, storage, order, now, default_max_queued)
+    admission = submit_training(store, storage, order, now, limits)
     if admission.decision is Decision.ACCEPTED:
         start_master(admission.request_id, f"master:{admission.request_id}")
     return admission

@@ -26,7 +26,7 @@ from tenantml.errors import (
     UnknownTenant,
 )
 from tenantml.adapters.storage import TenantStorage
-from tenantml.services.admission import Decision, TrainingOrder, submit_training
+from tenantml.services.admission import Decision, SubmissionLimits, TrainingOrder, submit_training
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 CSV = "x1,x2,label\n1.0,2.0,a\n3.0,4.0,b\n5.0,6.0,a\n"
@@ -193,30 +193,51 @@ def test_idempotency_key_of_another_tenant_is_not_revealed(
 def test_a_request_beyond_the_queue_limit_is_refused_naming_the_limit_and_the_count(
     store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
 ) -> None:
-    first = submit_training(store, storage, order, NOW, default_max_queued=2)
-    second = submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=2)
+    first = submit_training(store, storage, order, NOW, limits=SubmissionLimits(max_queued=2))
+    second = submit_training(store, storage, replace(order, model="fraud"), NOW, limits=SubmissionLimits(max_queued=2))
     with pytest.raises(QuotaExceeded, match=r"has 2 training requests waiting .* at most 2") as refused:
-        submit_training(store, storage, replace(order, model="spam"), NOW, default_max_queued=2)
+        submit_training(store, storage, replace(order, model="spam"), NOW, limits=SubmissionLimits(max_queued=2))
     assert (refused.value.waiting, refused.value.limit) == (2, 2)
     assert request_count(engine) == 2  # nothing accepted before it is disturbed
     assert {store.get_request(a.request_id).status for a in (first, second)} == {RequestStatus.PENDING}
     # a duplicate of a waiting request queues nothing, so it is answered, not refused
-    assert submit_training(store, storage, order, NOW, default_max_queued=2).request_id == first.request_id
+    assert submit_training(store, storage, order, NOW, limits=SubmissionLimits(max_queued=2)).request_id == first.request_id
 
 
 def test_a_tenant_s_own_queue_limit_wins_over_the_default_and_running_requests_do_not_count(
     store: Store, storage: TenantStorage, order: TrainingOrder, tenant_name: str
 ) -> None:
     store.set_queue_limit(tenant_name, 1)
-    first = submit_training(store, storage, order, NOW, default_max_queued=10)
+    first = submit_training(store, storage, order, NOW, limits=SubmissionLimits(max_queued=10))
     with pytest.raises(QuotaExceeded):
-        submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=10)
+        submit_training(store, storage, replace(order, model="fraud"), NOW, limits=SubmissionLimits(max_queued=10))
     worker = str(uuid.uuid4())
     epoch = store.start_attempt(first.request_id, 0, worker, WorkerClass.SMALL, NOW)
     assert store.count_waiting(tenant_name) == 1  # an attempt opened but not yet running still waits
     store.mark_running(Lease(first.request_id, worker, epoch), NOW)
     assert store.count_waiting(tenant_name) == 0
-    accepted = submit_training(store, storage, replace(order, model="fraud"), NOW, default_max_queued=10)
+    accepted = submit_training(store, storage, replace(order, model="fraud"), NOW, limits=SubmissionLimits(max_queued=10))
     assert accepted.decision is Decision.ACCEPTED
     store.set_queue_limit(tenant_name, None)
     assert store.queue_limit(tenant_name) is None
+
+
+def test_a_header_without_a_line_break_is_refused_in_bounded_memory(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    (storage.prefix(tenant_name) / "one-line.csv").write_bytes(b"x," * 600_000)  # 1.2 MB, no newline
+    with pytest.raises(InvalidDataset, match="no line break in its first 1048576 bytes"):
+        submit_training(store, storage, replace(order, dataset="one-line.csv"), NOW)
+    assert request_count(engine) == 0
+
+
+def test_a_dataset_over_the_size_or_column_limit_is_refused_naming_the_limit(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    with pytest.raises(InvalidDataset, match=r"over the limit of 10 \(TENANTML_LIMITS__MAX_DATASET_BYTES\)"):
+        submit_training(store, storage, order, NOW, limits=SubmissionLimits(max_dataset_bytes=10))
+    wide = ",".join(f"x{i}" for i in range(50)) + ",label\n" + ",".join(["1"] * 51) + "\n"
+    (storage.prefix(tenant_name) / "wide.csv").write_text(wide)
+    with pytest.raises(InvalidDataset, match=r"has 51 columns, over the limit of 20"):
+        submit_training(store, storage, replace(order, dataset="wide.csv"), NOW, limits=SubmissionLimits(max_columns=20))
+    assert request_count(engine) == 0
