@@ -16,7 +16,16 @@ from tenantml.domain.request import (
     WorkerClass,
 )
 
-__all__ = ["to_attempt", "to_request"]
+__all__ = ["stored_key", "to_attempt", "to_request"]
+
+
+def stored_key(tenant: str, key: str | None) -> str | None:
+    """An idempotency key as stored: under its tenant, so tenants' keys never meet (or reveal each other)."""
+    return None if key is None else f"{tenant}:{key}"
+
+
+def _tenant_key(tenant: str, stored: str | None) -> str | None:
+    return None if stored is None else stored.removeprefix(f"{tenant}:")
 
 
 @overload
@@ -67,7 +76,7 @@ def to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingRequest
         status=RequestStatus(row.status),
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
-        idempotency_key=row.idempotency_key,
+        idempotency_key=_tenant_key(row.tenant, row.idempotency_key),
         force=row.force,
         reason=row.reason,
         epoch=row.epoch,

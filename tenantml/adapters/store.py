@@ -16,7 +16,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests
-from tenantml.adapters.rows import to_attempt, to_request
+from tenantml.adapters.rows import stored_key, to_attempt, to_request
 from tenantml.adapters.tenant_records import TenantRecords
 from tenantml.adapters.workload import WorkloadCounts
 from tenantml.domain.request import (
@@ -49,7 +49,7 @@ class Store(TenantRecords, WorkloadCounts):
         except IntegrityError as err:
             if request.status.is_active and self.active_request(request.tenant, request.model) is not None:
                 raise AlreadyTraining(request.tenant, request.model) from err
-            if request.idempotency_key and self.by_idempotency_key(request.idempotency_key) is not None:
+            if request.idempotency_key and self.by_idempotency_key(request.tenant, request.idempotency_key):
                 raise InvalidRequest(
                     f"idempotency key {request.idempotency_key!r} is already in use: choose another one"
                 ) from err
@@ -71,7 +71,7 @@ class Store(TenantRecords, WorkloadCounts):
                     params=dict(spec.params),
                     promotion=spec.promotion,
                     force=request.force,
-                    idempotency_key=request.idempotency_key,
+                    idempotency_key=stored_key(spec.tenant, request.idempotency_key),
                     status=request.status.value,
                     reason=request.reason,
                     epoch=request.epoch,
@@ -110,8 +110,8 @@ class Store(TenantRecords, WorkloadCounts):
         )
         return found[0] if found else None
 
-    def by_idempotency_key(self, key: str) -> TrainingRequest | None:
-        found = self._read(requests.c.idempotency_key == key, limit=1)
+    def by_idempotency_key(self, tenant: str, key: str) -> TrainingRequest | None:
+        found = self._read(requests.c.idempotency_key == stored_key(tenant, key), limit=1)
         return found[0] if found else None
 
     def needing_master(self) -> list[TrainingRequest]:

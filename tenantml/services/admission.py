@@ -33,6 +33,9 @@ class AdmissionStore(TenantDirectory, RequestStore, Protocol):
     """What admission reads and writes."""
 
 
+MAX_IDEMPOTENCY_KEY = 128
+
+
 @dataclass(frozen=True)
 class SubmissionLimits:
     """What a submission may ask for, checked before anything is written (see LimitSettings)."""
@@ -106,9 +109,12 @@ def _validated_spec(
 def _earlier_by_key(store: AdmissionStore, order: TrainingOrder) -> Admission | None:
     if not order.idempotency_key:
         return None
-    earlier = store.by_idempotency_key(order.idempotency_key)
-    if earlier is not None and earlier.tenant != order.tenant:  # keys are global: never answer with theirs
-        raise InvalidRequest(f"idempotency key {order.idempotency_key!r} is already in use: choose another one")
+    if len(order.idempotency_key) > MAX_IDEMPOTENCY_KEY or not order.idempotency_key.isprintable():
+        raise InvalidRequest(
+            f"invalid idempotency key of {len(order.idempotency_key)} characters: use at most "
+            f"{MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    earlier = store.by_idempotency_key(order.tenant, order.idempotency_key)  # each tenant's keys are its own
     if earlier is not None:
         return Admission(earlier.id, Decision.DUPLICATE, f"idempotency key seen before: request {earlier.id}")
     return None

@@ -74,6 +74,7 @@ def test_a_database_of_the_first_schema_upgrades_with_every_row(engine: Engine, 
     assert (done.status, done.model_version, done.metrics, done.idempotency_key) == (
         RequestStatus.COMPLETED, "3", {"accuracy": 0.9}, "k-1"
     )
+    assert store.by_idempotency_key("acme", "k-1") is not None  # the key now stands under its tenant
     assert done.finalized_at == T0  # ended before the upgrade: not finalized all over again
     assert (live.status, live.epoch, live.worker_uuid, live.step, live.finalized_at) == (
         RequestStatus.RUNNING, 2, "u-2", 7, None

@@ -297,8 +297,10 @@ def test_only_a_running_training_can_be_moved(store: Store, tenant: str) -> None
 
 def test_request_is_found_by_idempotency_key(store: Store, tenant: str) -> None:
     request_id = add(store, tenant, key="order-17")
-    assert store.by_idempotency_key("order-17").id == request_id  # type: ignore[union-attr]
-    assert store.by_idempotency_key("order-18") is None
+    assert store.by_idempotency_key(tenant, "order-17").id == request_id  # type: ignore[union-attr]
+    assert store.get_request(request_id).idempotency_key == "order-17"
+    assert store.by_idempotency_key(tenant, "order-18") is None
+    assert store.by_idempotency_key(tenant + "-b", "order-17") is None  # another tenant's keys are its own
 
 
 def test_workload_counts_waiting_running_and_completed_per_worker_class(store: Store, tenant: str) -> None:
