@@ -39,9 +39,15 @@ OUR_COMMANDS = ("prefect", "mlflow", "bentoml", "tenantml")
 
 
 def check_home(home: Path) -> Path:
+    """Create the home for this user alone (0700): it holds databases, tenants' datasets, keys' digests.
+
+    The platform's processes get a umask of 077 too, so that what they write there is 0600.
+    """
     home = home.resolve()
+    os.umask(0o077)
     try:
         home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o700)
         probe = home / ".write-probe"
         probe.write_text("ok")
         probe.unlink()

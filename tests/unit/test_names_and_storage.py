@@ -112,3 +112,28 @@ def test_adding_another_tenants_stored_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetOutsideTenant, match="secret.csv"):
         storage.add("acme", theirs)
     assert not (storage.prefix("acme") / "secret.csv").exists()
+
+
+@pytest.mark.parametrize("dataset", ["data\x00.csv", "data.csv\n", "da\tta.csv", "\x1b[31mdata.csv"])
+def test_control_characters_in_a_dataset_are_refused_with_a_message(storage: TenantStorage, dataset: str) -> None:
+    with pytest.raises(InvalidRequest, match="control characters"):
+        storage.resolve("acme", dataset)
+
+
+@pytest.mark.parametrize("name", [".", "sub/..", ".hidden.csv", "bad\x00.csv"])
+def test_add_refuses_a_name_that_is_no_file_of_its_own(storage: TenantStorage, tmp_path: Path, name: str) -> None:
+    source = tmp_path / "upload.csv"
+    source.write_text("x,label\n1,0\n")
+    with pytest.raises(InvalidRequest, match="invalid dataset name"):
+        storage.add("acme", source, name)
+    assert storage.prefix("acme").is_dir()  # the tenant's folder was not replaced by a file
+
+
+def test_add_refuses_a_hard_link(storage: TenantStorage, tmp_path: Path) -> None:
+    secret = tmp_path / "platform.db"
+    secret.write_text("not yours")
+    link = tmp_path / "innocent.csv"
+    link.hardlink_to(secret)
+    with pytest.raises(InvalidRequest, match="hard link"):
+        storage.add("acme", link)
+    assert not (storage.prefix("acme") / "innocent.csv").exists()
