@@ -15,6 +15,8 @@ __all__ = ["Completion"]
 
 log = logging.getLogger(__name__)
 
+_PRUNED = frozenset({RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.CANCELLED})
+
 
 class Completion:
     def __init__(self, tracking: RunTracking, registry: ModelRegistry, checkpoint_retention: int) -> None:
@@ -29,7 +31,7 @@ class Completion:
             self.tracking.mirror(run_id, status=request.status.value, reason=request.reason or "")
             if not self.tracking.run_is_terminated(run_id):
                 self.tracking.end_run(run_id, request.status.value)
-            if request.status is RequestStatus.COMPLETED:
+            if request.status in _PRUNED:  # failed and cancelled trainings kept every checkpoint before
                 self.tracking.prune_checkpoints(run_id, request.checkpoint, self.retention)
 
     def remove_strays(self, request: TrainingRequest) -> None:

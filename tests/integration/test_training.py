@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from tenantml.domain.request import AttemptEnd, RequestStatus
 from tenantml.errors import InvalidDataset
 from tenantml.services.admission import Decision
+from tenantml.services.trainings import cancel_request
 from tests.support.platform import RunningPlatform, classification_frame
 from tests.support.waiting import flow_run_pid, wait_for
 
@@ -41,6 +43,23 @@ def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform:
     kept = [f for folder in folders for f in mlflow.list_artifacts(final.mlflow_run_id, folder.path)]
     assert len(kept) == platform.settings.training.checkpoint_retention
     assert mlflow.get_model_version_by_alias(f"{tenant}.m", "champion").version == final.model_version
+
+
+def test_a_cancelled_training_prunes_its_checkpoints_like_a_completed_one(platform: RunningPlatform) -> None:
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame(rows=20_000)), epochs=2_000)
+    running = wait_for(lambda: (r := platform.request(admission.request_id)).checkpoint is not None
+                       and r.checkpoint.step > 0 and r, 120, "a committed checkpoint")
+    wait_for(lambda: (r := platform.request(admission.request_id)).checkpoint is not None
+             and r.checkpoint.step > running.checkpoint.step and r, 60, "a second checkpoint")  # type: ignore[union-attr]
+    cancel_request(platform.connection.store, admission.request_id, tenant, datetime.now(UTC))
+
+    final = platform.wait_done(admission.request_id)
+    assert final.status is RequestStatus.CANCELLED
+    mlflow = MlflowClient(platform.mlflow_uri)
+    folders = mlflow.list_artifacts(final.mlflow_run_id, "checkpoints")
+    kept = [f for folder in folders for f in mlflow.list_artifacts(final.mlflow_run_id, folder.path)]
+    assert len(kept) <= platform.settings.training.checkpoint_retention
 
 
 def test_duplicate_is_answered_with_the_running_request_and_unchanged_data_is_skipped(platform: RunningPlatform) -> None:
