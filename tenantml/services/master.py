@@ -53,7 +53,16 @@ class TrainingMaster:
         self._seen_at = 0.0
 
     def run(self, request_id: str, master_id: str) -> TrainingRequest:
-        """Watch the request until it ends (or another master takes it over)."""
+        """Watch the request until it ends (or another master takes it over).
+
+        A request that is finalized already is left exactly as it is: a master started for it
+        again (by anyone who reaches the Prefect API) must not promote its version over a champion
+        a person chose since, nor touch its run.
+        """
+        existing = self.store.get_request(request_id)
+        if existing.status.is_terminal and existing.finalized_at is not None:
+            log.info("request %s ended and was finalized at %s: nothing to do", request_id, existing.finalized_at)
+            return existing
         self.store.claim_master(request_id, master_id, _now())
         self._take_over(self.store.get_request(request_id))
         while True:

@@ -136,3 +136,15 @@ def test_terminal_request_is_finalized_once_without_a_dispatch(store: Store, req
     final = master.run(request_id)
     assert final.status is RequestStatus.CANCELLED
     assert master.dispatcher.dispatches == [] and master.finalizer.finalized == [final]
+
+
+def test_a_finalized_request_is_left_alone_by_a_master_started_again(store: Store, request_id: str) -> None:
+    store.finish(request_id, 0, RequestStatus.CANCELLED, datetime.now(UTC), "cancelled by the tenant")
+    first = Master(store)
+    first.run(request_id)
+    finalized = store.get_request(request_id)
+
+    again = Master(store)  # e.g. `prefect deployment run training-master/default --param request_id=...`
+    final = again.run(request_id, master_id="master-2")
+    assert again.finalizer.finalized == [] and again.dispatcher.dispatches == []
+    assert final == finalized == store.get_request(request_id)  # not even the master's claim was written
