@@ -16,7 +16,6 @@ fitted on all rows, because gradient descent needs scaled features.
 from __future__ import annotations
 
 import math
-
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tenantml.errors import InvalidDataset, UnknownAlgorithm
 from tenantml.ml.dataset import TrainingData
-from tenantml.ml.params import Param, check_params
+from tenantml.ml.params import MAX_EPOCHS, MAX_LAYER_UNITS, MAX_LAYERS, MAX_TREES, Param, check_params
 
 __all__ = [
     "ALGORITHMS",
@@ -235,13 +234,6 @@ class _MiniBatchTrainer(Trainer):
         model.partial_fit(features, target, **extra)
 
 
-# Upper bounds: a training must end in a time and a checkpoint size a worker can hold. Without them
-# epochs=1000000000 meant 8 billion steps, eta0=1e308 an overflow on the first step, and
-# hidden_layer_sizes=100000,100000 a 74.5 GiB allocation retried on every worker class.
-MAX_EPOCHS = 100_000  # the recovery benchmark trains for 100,000 epochs of 79 steps
-MAX_TREES = 10_000
-MAX_LAYER_UNITS = 4_096
-MAX_LAYERS = 8
 _EPOCHS = Param(int, 5, minimum=1, maximum=MAX_EPOCHS)
 _BATCH_SIZE = Param(int, 256, minimum=1, maximum=1_000_000)
 _SEED = Param(int, 0, minimum=0, maximum=_MAX_SEED)

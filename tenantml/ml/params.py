@@ -15,7 +15,15 @@ import numpy as np
 
 from tenantml.errors import InvalidParameter
 
-__all__ = ["Param", "check_params"]
+__all__ = ["MAX_EPOCHS", "MAX_LAYERS", "MAX_LAYER_UNITS", "MAX_TREES", "Param", "check_params"]
+
+# Upper bounds: a training must end in a time and a checkpoint size a worker can hold. Without them
+# epochs=1000000000 meant 8 billion steps, eta0=1e308 an overflow on the first step, and
+# hidden_layer_sizes=100000,100000 a 74.5 GiB allocation retried on every worker class.
+MAX_EPOCHS = 100_000  # the recovery benchmark trains for 100,000 epochs of 79 steps
+MAX_TREES = 10_000
+MAX_LAYER_UNITS = 4_096
+MAX_LAYERS = 8
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}

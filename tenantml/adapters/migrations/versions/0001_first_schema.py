@@ -64,6 +64,10 @@ def upgrade() -> None:
         "one_active_training", "training_requests", ["tenant", "model"], unique=True,
         sqlite_where=active, postgresql_where=active,
     )
+    _create_attempts()
+
+
+def _create_attempts() -> None:
     op.create_table(
         "attempts",
         sa.Column("request_id", sa.String(36), sa.ForeignKey("training_requests.id"), primary_key=True),
