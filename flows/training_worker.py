@@ -23,7 +23,7 @@ from tenantml.bootstrap import Connection
 from tenantml.domain.request import AttemptEnd, Lease, WorkerClass
 from tenantml.errors import StaleEpoch
 from tenantml.services.background import BackgroundSender
-from tenantml.services.worker import TrainingAttempt
+from tenantml.services.worker import MIRROR_FLUSH_S, TrainingAttempt
 from tenantml.settings import load_settings
 
 
@@ -78,7 +78,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     try:
         outcome = attempt.run()
     finally:
-        background.close(timeout_s=10)
+        background.close(timeout_s=MIRROR_FLUSH_S)
     logger.info("request %s: attempt ended %s (%s)", request_id, outcome.end, outcome.reason)
     if outcome.end is AttemptEnd.COMPLETED:
         return {"request_id": request_id, "model_version": outcome.model_version, "resume_step": outcome.resume_step}

@@ -244,17 +244,15 @@ class TrainingAttempt:
             )
 
     def _while_current(self, call: Callable[[], object]) -> Callable[[], None]:
-        """``call``, run in the background only if this worker still holds the lease by then.
+        """``call``, run in the background only if no other worker has taken the request over by then.
 
-        A mirror waits in line behind slower ones; if the worker was replaced meanwhile, its
-        successor's mirrors are the true ones and this one is dropped.
+        A mirror waits in line behind slower ones; if the epoch moved on meanwhile (a failover, a
+        cancel), the successor's mirrors are the true ones and this one is dropped. Completing the
+        request keeps the epoch, so this worker's own last mirrors still land.
         """
         def guarded() -> None:
-            try:
-                self.store.check_current(self.lease)
-            except StaleEpoch:
-                return
-            call()
+            if self.store.get_request(self.lease.request_id).epoch == self.lease.epoch:
+                call()
 
         return guarded
 

@@ -43,6 +43,8 @@ def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform:
     kept = [f for folder in folders for f in mlflow.list_artifacts(final.mlflow_run_id, folder.path)]
     assert len(kept) == platform.settings.training.checkpoint_retention
     assert mlflow.get_model_version_by_alias(f"{tenant}.m", "champion").version == final.model_version
+    wait_for(lambda: mlflow.get_run(final.mlflow_run_id).data.tags.get("tenantml.model_version")
+             == final.model_version, 30, "the worker's last mirror (status and version) in the MLflow run")
 
 
 def test_a_cancelled_training_prunes_its_checkpoints_like_a_completed_one(platform: RunningPlatform) -> None:
