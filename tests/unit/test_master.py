@@ -20,13 +20,7 @@ from tests.support.master_script import (
     Master,
     Script,
     ends,
-    pending_request,
 )
-
-
-@pytest.fixture
-def request_id(store: Store, tenant_name: str) -> str:
-    return pending_request(store, tenant_name)
 
 
 def test_first_attempt_is_dispatched_on_the_small_class(store: Store, request_id: str) -> None:

@@ -20,13 +20,7 @@ from tests.support.master_script import (
     Script,
     Worker,
     ends,
-    pending_request,
 )
-
-
-@pytest.fixture
-def request_id(store: Store, tenant_name: str) -> str:
-    return pending_request(store, tenant_name)
 
 
 def test_restarted_master_dispatches_an_attempt_opened_but_never_dispatched(store: Store, request_id: str) -> None:
