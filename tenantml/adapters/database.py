@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from tenantml.domain.request import ACTIVE
 from tenantml.errors import PlatformError
 
-__all__ = ["attempts", "create_database", "metadata", "requests", "tenants"]
+__all__ = ["attempts", "create_database", "metadata", "requests", "supervisor_leases", "tenants"]
 
 metadata = MetaData()
 
@@ -43,6 +43,7 @@ tenants = Table(
     Column("api_key_sha256", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("max_queued", Integer),  # requests it may have waiting for a worker; None: the settings' default
+    Column("max_running", Integer),  # trainings it may run at once, on all classes; None: the settings' default
 )
 
 requests = Table(
@@ -75,6 +76,9 @@ requests = Table(
     Column("master_flow_run_id", String(36)),
     Column("master_heartbeat_at", DateTime(timezone=True)),
     Column("move_requested", Boolean, nullable=False, default=False),
+    Column("queued_at", DateTime(timezone=True)),  # waiting for a slot since; None while a worker holds it
+    Column("preempt_requested", Boolean, nullable=False, default=False),
+    Column("preempt_reason", Text),
     Column("model_version", String(32)),
     Column("metrics", JSON, nullable=False, default=dict),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -111,6 +115,17 @@ attempts = Table(
     Column("resume_step", Integer, nullable=False, default=0),
     Column("end_step", Integer),
     UniqueConstraint("request_id", "epoch"),
+)
+
+
+# Who runs the training supervisor now: one row per loop name, taken over when its heartbeat stops.
+supervisor_leases = Table(
+    "supervisor_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
 
 

@@ -2,8 +2,9 @@
 
 A request is trained by a sequence of attempts. Each attempt holds a worker UUID and a lease
 epoch; only the current epoch may write. A UUID event (heartbeat lost, crash, move, preemption,
-resource failure) ends the attempt, bumps the epoch and starts the next attempt, which resumes
-from the last committed checkpoint.
+resource failure) ends the attempt and bumps the epoch; the request waits in the scheduler's queue
+(``WAITING``) until a slot of its class is free, and the next attempt resumes from the last
+committed checkpoint. A new request waits there too (``PENDING``) for its first slot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import StrEnum
 
 __all__ = [
     "ACTIVE",
+    "QUEUED",
     "Attempt",
     "AttemptEnd",
     "Checkpoint",
@@ -29,7 +31,8 @@ __all__ = [
 
 
 class RequestStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # admitted, waiting for its first worker slot
+    WAITING = "waiting"  # an attempt ended; waiting for a slot to resume from its checkpoint
     RUNNING = "running"
     RESUMING = "resuming"
     COMPLETED = "completed"
@@ -45,6 +48,10 @@ class RequestStatus(StrEnum):
     def is_active(self) -> bool:
         return not self.is_terminal
 
+    @property
+    def is_queued(self) -> bool:
+        """Waiting in the scheduler's queue for a worker slot: no worker holds it."""
+        return self in QUEUED
 
     @property
     def is_working(self) -> bool:
@@ -60,6 +67,7 @@ class RequestStatus(StrEnum):
 TERMINAL = frozenset({RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.SKIPPED, RequestStatus.CANCELLED})
 ACTIVE = frozenset(status for status in RequestStatus if status not in TERMINAL)
 WORKING = frozenset({RequestStatus.RUNNING, RequestStatus.RESUMING})
+QUEUED = frozenset({RequestStatus.PENDING, RequestStatus.WAITING})
 
 
 class WorkerClass(StrEnum):
@@ -170,6 +178,9 @@ class TrainingRequest:
     master_flow_run_id: str | None = None
     master_heartbeat_at: datetime | None = None
     move_requested: bool = False
+    queued_at: datetime | None = None  # since when it waits for a slot (None while a worker holds it)
+    preempt_requested: bool = False  # the scheduler asked the current attempt to checkpoint and hand back
+    preempt_reason: str | None = None
     model_version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
