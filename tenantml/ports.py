@@ -29,6 +29,7 @@ from tenantml.domain.request import (
 )
 
 __all__ = [
+    "Capacity",
     "CheckpointStore",
     "DatasetStorage",
     "Dispatcher",
@@ -241,3 +242,13 @@ class WorkerFleet(Protocol):
 
     def counts(self) -> dict[str, int]: ...
     def scale(self, worker_class: str, desired: int) -> None: ...
+
+
+class Capacity(Protocol):
+    """The worker slots per class the scheduler may fill: workers taking runs times runs per worker.
+
+    A worker being drained (chosen for removal, finishing its runs) is not counted: the scheduler
+    dispatches no new run for it. The local fleet and a fixed count from the settings implement it.
+    """
+
+    def slots(self) -> Mapping[str, int]: ...
