@@ -122,6 +122,11 @@ class QuotaSettings(_Section):
         default=None, ge=0,
         description="Requests a tenant may have waiting for a worker, unless its own quota says otherwise; none: no limit",
     )
+    max_running: int | None = Field(
+        default=None, ge=0,
+        description="Trainings a tenant may run at once on all classes, unless its own quota says otherwise; "
+                    "none: no limit",
+    )
 
 
 class ServingSettings(_Section):
