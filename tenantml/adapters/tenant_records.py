@@ -49,3 +49,22 @@ class TenantRecords(SqlDatabase):
         with self._begin() as conn:
             if conn.execute(update(tenants).where(tenants.c.name == name).values(max_queued=limit)).rowcount != 1:
                 raise UnknownTenant(name)
+
+    def running_limit(self, name: str) -> int | None:
+        """The tenant's own limit on running trainings; None: the platform's default applies."""
+        with self._connect() as conn:
+            row = conn.execute(select(tenants.c.max_running).where(tenants.c.name == name)).first()
+        if row is None:
+            raise UnknownTenant(name)
+        return None if row.max_running is None else int(row.max_running)
+
+    def set_running_limit(self, name: str, limit: int | None) -> None:
+        with self._begin() as conn:
+            if conn.execute(update(tenants).where(tenants.c.name == name).values(max_running=limit)).rowcount != 1:
+                raise UnknownTenant(name)
+
+    def running_limits(self) -> dict[str, int | None]:
+        """Every tenant's own running limit (None: the default), in one query: the scheduler reads it each tick."""
+        with self._connect() as conn:
+            rows = conn.execute(select(tenants.c.name, tenants.c.max_running))
+            return {str(row.name): None if row.max_running is None else int(row.max_running) for row in rows}

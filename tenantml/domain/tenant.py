@@ -5,9 +5,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from collections.abc import Mapping
+
 from tenantml.errors import InvalidRequest, QuotaExceeded
 
-__all__ = ["API_KEY_PREFIX", "check_queue_limit", "check_quota_value", "hash_api_key", "new_api_key"]
+__all__ = [
+    "API_KEY_PREFIX",
+    "check_queue_limit",
+    "check_quota_value",
+    "effective_limits",
+    "hash_api_key",
+    "new_api_key",
+]
 
 API_KEY_PREFIX = "tml_"
 
@@ -31,3 +40,14 @@ def check_queue_limit(tenant: str, waiting: int, limit: int | None) -> None:
     """Refuse one more waiting request when the tenant already has ``limit`` waiting."""
     if limit is not None and waiting >= limit:
         raise QuotaExceeded(tenant, waiting, limit)
+
+
+def effective_limits(own: Mapping[str, int | None], default: int | None) -> dict[str, int]:
+    """Each tenant's running limit as the scheduler takes it (``Policy(limits=...)``).
+
+    A tenant's own limit wins; without one, ``default`` applies. A tenant with neither has no
+    limit and is left out, as ``Policy.limits`` reads a missing tenant as unlimited. The running
+    limit is the scheduler's to hold, not admission's: a request beyond it is accepted and waits.
+    """
+    limits = {tenant: limit if limit is not None else default for tenant, limit in own.items()}
+    return {tenant: limit for tenant, limit in limits.items() if limit is not None}

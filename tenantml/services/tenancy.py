@@ -22,6 +22,7 @@ __all__ = [
     "list_tenants",
     "required_tenant",
     "set_queue_limit",
+    "set_running_limit",
     "tenant_for_key",
 ]
 
@@ -71,6 +72,20 @@ def set_queue_limit(directory: TenantDirectory, name: str, limit: int | None, ap
         raise InvalidRequest("quotas are set by the operator: unset TENANTML_API_KEY")
     directory.set_queue_limit(check_tenant_name(name), check_quota_value("--max-queued", limit))
     return directory.queue_limit(name)
+
+
+def set_running_limit(
+    directory: TenantDirectory, name: str, limit: int | None, api_key: str | None = None
+) -> int | None:
+    """Set (None: clear) how many trainings tenant ``name`` may run at once; an operator's command.
+
+    Admission never checks it: the scheduler starts a tenant's waiting requests only while the
+    tenant runs fewer than its limit, so a request beyond it is accepted and waits.
+    """
+    if api_key is not None:
+        raise InvalidRequest("quotas are set by the operator: unset TENANTML_API_KEY")
+    directory.set_running_limit(check_tenant_name(name), check_quota_value("--max-running", limit))
+    return directory.running_limit(name)
 
 
 def list_tenants(directory: TenantDirectory, api_key: str | None) -> list[str]:

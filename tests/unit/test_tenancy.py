@@ -1,4 +1,4 @@
-"""Which tenant a caller acts as, and the operator's tenant and dataset commands, on a real SQLite store."""
+"""Which tenant a caller acts as, the operator's tenant, quota and dataset commands, on a real SQLite store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from tenantml.adapters.storage import TenantStorage
 from tenantml.adapters.store import Store
+from tenantml.domain.scheduling import Policy, Running, Waiting, plan
+from tenantml.domain.tenant import effective_limits
 from tenantml.errors import InvalidRequest, NotFound, TenantExists, UnknownTenant
 from tenantml.services import tenancy
 
@@ -83,3 +85,49 @@ def test_a_dataset_of_an_unknown_tenant_is_refused_before_anything_is_copied(sto
     with pytest.raises(UnknownTenant, match="tenantml tenant create nobody"):
         tenancy.add_dataset(store, storage, "nobody", tmp_path / "churn.csv")
     assert not (tmp_path / "datasets").exists()
+
+
+def test_an_operator_sets_and_clears_a_tenant_s_running_limit(store: Store, tenant_name: str, key: str) -> None:
+    assert store.running_limit(tenant_name) is None
+    assert tenancy.set_running_limit(store, tenant_name, 2) == 2
+    assert store.running_limit(tenant_name) == 2
+    assert store.queue_limit(tenant_name) is None  # the queued limit is a separate quota
+    assert tenancy.set_running_limit(store, tenant_name, 0) == 0  # 0: admitted requests all wait
+    assert tenancy.set_running_limit(store, tenant_name, None) is None
+
+
+def test_a_running_limit_is_refused_below_zero_for_an_unknown_tenant_or_with_a_tenant_key(
+    store: Store, tenant_name: str, key: str
+) -> None:
+    with pytest.raises(InvalidRequest, match="invalid --max-running -1: give a count of 0 or more, or 'none'"):
+        tenancy.set_running_limit(store, tenant_name, -1)
+    with pytest.raises(UnknownTenant, match="unknown tenant 'nobody'"):
+        tenancy.set_running_limit(store, "nobody", 1)
+    with pytest.raises(UnknownTenant):
+        store.running_limit("nobody")
+    with pytest.raises(InvalidRequest, match="quotas are set by the operator"):
+        tenancy.set_running_limit(store, tenant_name, 1, api_key=key)
+    assert store.running_limit(tenant_name) is None
+
+
+def test_running_limits_reads_every_tenant_s_own_limit_at_once(store: Store, tenant_name: str, key: str) -> None:
+    tenancy.create_tenant(store, "zz-other", NOW)
+    tenancy.set_running_limit(store, "zz-other", 3)
+    assert store.running_limits() == {tenant_name: None, "zz-other": 3}
+
+
+def test_a_tenant_s_own_running_limit_wins_and_a_tenant_with_none_at_all_is_left_out() -> None:
+    own = {"capped": 1, "frozen": 0, "default": None}
+    assert effective_limits(own, 4) == {"capped": 1, "frozen": 0, "default": 4}
+    assert effective_limits(own, None) == {"capped": 1, "frozen": 0}
+    assert effective_limits({}, 4) == {}
+
+
+def test_the_scheduler_holds_the_running_limits_read_from_the_store(store: Store, key: str, tenant_name: str) -> None:
+    tenancy.create_tenant(store, "zz-other", NOW)
+    tenancy.set_running_limit(store, tenant_name, 1)
+    policy = Policy(limits=effective_limits(store.running_limits(), 2))
+    waiting = [Waiting(f"{tenant}-{n}", tenant, "small", NOW) for tenant in (tenant_name, "zz-other") for n in range(3)]
+    running = [Running(f"{tenant_name}-old", tenant_name, "large", NOW)]  # a limit counts every class
+    starts = plan(waiting, running, {"small": 6, "large": 0}, NOW, policy).starts
+    assert sorted(start.tenant for start in starts) == ["zz-other", "zz-other"]
