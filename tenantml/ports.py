@@ -27,6 +27,7 @@ from tenantml.domain.request import (
     TrainingRequest,
     WorkerClass,
 )
+from tenantml.domain.tenant import Quota
 
 __all__ = [
     "Capacity",
@@ -69,6 +70,10 @@ class TenantDirectory(Protocol):
     def set_running_limit(self, name: str, limit: int | None) -> None: ...
     def running_limits(self) -> dict[str, int | None]:
         """Every tenant's own running limit (None: the default), read at once for a scheduling tick."""
+        ...
+
+    def quotas(self) -> dict[str, Quota]:
+        """Every tenant's own limits, by name, read at once."""
         ...
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import tenants
 from tenantml.adapters.sql import SqlDatabase
+from tenantml.domain.tenant import Quota
 from tenantml.errors import TenantExists, UnknownTenant
 
 __all__ = ["TenantRecords"]
@@ -56,7 +57,7 @@ class TenantRecords(SqlDatabase):
             row = conn.execute(select(tenants.c.max_running).where(tenants.c.name == name)).first()
         if row is None:
             raise UnknownTenant(name)
-        return None if row.max_running is None else int(row.max_running)
+        return _count(row.max_running)
 
     def set_running_limit(self, name: str, limit: int | None) -> None:
         with self._begin() as conn:
@@ -67,4 +68,15 @@ class TenantRecords(SqlDatabase):
         """Every tenant's own running limit (None: the default), in one query: the scheduler reads it each tick."""
         with self._connect() as conn:
             rows = conn.execute(select(tenants.c.name, tenants.c.max_running))
-            return {str(row.name): None if row.max_running is None else int(row.max_running) for row in rows}
+            return {str(row.name): _count(row.max_running) for row in rows}
+
+    def quotas(self) -> dict[str, Quota]:
+        """Every tenant's own limits, in one query, by name."""
+        with self._connect() as conn:
+            rows = conn.execute(select(tenants.c.name, tenants.c.max_queued, tenants.c.max_running)
+                                .order_by(tenants.c.name))
+            return {str(row.name): Quota(_count(row.max_queued), _count(row.max_running)) for row in rows}
+
+
+def _count(value: int | None) -> int | None:
+    return None if value is None else int(value)

@@ -6,11 +6,13 @@ import hashlib
 import secrets
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from tenantml.errors import InvalidRequest, QuotaExceeded
 
 __all__ = [
     "API_KEY_PREFIX",
+    "Quota",
     "check_queue_limit",
     "check_quota_value",
     "effective_limits",
@@ -19,6 +21,18 @@ __all__ = [
 ]
 
 API_KEY_PREFIX = "tml_"
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A tenant's own limits; None: the platform's default (``TENANTML_QUOTAS__*``) applies.
+
+    ``max_queued`` is checked at submission; ``max_running`` by the scheduler, which leaves a
+    request beyond it waiting.
+    """
+
+    max_queued: int | None = None
+    max_running: int | None = None
 
 
 def new_api_key() -> str:

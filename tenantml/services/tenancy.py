@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tenantml.domain.names import check_tenant_name
-from tenantml.domain.tenant import check_quota_value, hash_api_key, new_api_key
+from tenantml.domain.tenant import Quota, check_quota_value, hash_api_key, new_api_key
 from tenantml.errors import InvalidRequest, NotFound, UnknownTenant
 from tenantml.ports import DatasetStorage, TenantDirectory
 
@@ -20,6 +20,7 @@ __all__ = [
     "add_dataset",
     "create_tenant",
     "list_tenants",
+    "quotas",
     "required_tenant",
     "set_queue_limit",
     "set_running_limit",
@@ -93,6 +94,18 @@ def list_tenants(directory: TenantDirectory, api_key: str | None) -> list[str]:
     if api_key is None:
         return directory.list_tenants()
     return [required_tenant(directory, api_key, None)]
+
+
+def quotas(directory: TenantDirectory, api_key: str | None, name: str | None = None) -> dict[str, Quota]:
+    """Each tenant's own limits (None: the default), by name: every tenant's for an operator, one
+    tenant's when named, and with a tenant's key only its own."""
+    tenant = acting_tenant(directory, api_key, name)
+    found = directory.quotas()
+    if tenant is None:
+        return found
+    if tenant not in found:
+        raise UnknownTenant(tenant)
+    return {tenant: found[tenant]}
 
 
 def add_dataset(

@@ -10,7 +10,7 @@ import pytest
 from tenantml.adapters.storage import TenantStorage
 from tenantml.adapters.store import Store
 from tenantml.domain.scheduling import Policy, Running, Waiting, plan
-from tenantml.domain.tenant import effective_limits
+from tenantml.domain.tenant import Quota, effective_limits
 from tenantml.errors import InvalidRequest, NotFound, TenantExists, UnknownTenant
 from tenantml.services import tenancy
 
@@ -131,3 +131,18 @@ def test_the_scheduler_holds_the_running_limits_read_from_the_store(store: Store
     running = [Running(f"{tenant_name}-old", tenant_name, "large", NOW)]  # a limit counts every class
     starts = plan(waiting, running, {"small": 6, "large": 0}, NOW, policy).starts
     assert sorted(start.tenant for start in starts) == ["zz-other", "zz-other"]
+
+
+def test_quotas_show_every_tenant_s_own_limits_to_an_operator_and_its_own_to_a_key(
+    store: Store, tenant_name: str, key: str
+) -> None:
+    tenancy.create_tenant(store, "zz-other", NOW)
+    tenancy.set_queue_limit(store, "zz-other", 5)
+    tenancy.set_running_limit(store, "zz-other", 1)
+    assert tenancy.quotas(store, None) == {tenant_name: Quota(), "zz-other": Quota(max_queued=5, max_running=1)}
+    assert tenancy.quotas(store, None, "zz-other") == {"zz-other": Quota(5, 1)}
+    assert tenancy.quotas(store, key) == {tenant_name: Quota()}
+    with pytest.raises(NotFound):
+        tenancy.quotas(store, key, "zz-other")
+    with pytest.raises(UnknownTenant):
+        tenancy.quotas(store, None, "nobody")
