@@ -8,15 +8,17 @@ from typing import Annotated
 
 import typer
 
-from tenantml.cli.output import JsonOption, print_json
+from tenantml.cli.output import JsonOption, print_json, print_table
 from tenantml.cli.session import TenantOption, session
+from tenantml.domain.tenant import Quota, check_quota_value
 from tenantml.errors import InvalidRequest
 from tenantml.services import tenancy
+from tenantml.settings import QuotaSettings
 
 __all__ = ["app"]
 
 app = typer.Typer()
-tenant_app = typer.Typer(help="Tenants: create one (its API key is shown once), list them, set a quota.",
+tenant_app = typer.Typer(help="Tenants: create one (its API key is shown once), list them, set their quotas.",
                          no_args_is_help=True)
 dataset_app = typer.Typer(help="A tenant's datasets, kept under the tenant's own storage prefix.",
                           no_args_is_help=True)
@@ -41,41 +43,82 @@ def create_tenant(
 
 @tenant_app.command("list")
 def list_tenants(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """The tenants (with a tenant's key: that tenant only)."""
+    """The tenants and their quotas (with a tenant's key: that tenant only)."""
     current = session(ctx)
-    tenants = tenancy.list_tenants(current.connection.store, current.api_key)
+    found = tenancy.quotas(current.connection.store, current.api_key)
+    defaults = current.settings.quotas
     if as_json:
-        print_json(tenants)
+        print_json([_quota_json(name, quota, defaults) for name, quota in found.items()])
     else:
-        print("\n".join(tenants))
+        print_table(["tenant", "max queued", "max running"], [
+            [name, _limit(quota.max_queued, defaults.max_queued), _limit(quota.max_running, defaults.max_running)]
+            for name, quota in found.items()
+        ])
 
 
 @tenant_app.command("set-quota")
 def set_quota(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The tenant.")],
-    max_queued: Annotated[str, typer.Option(
-        "--max-queued", metavar="N", help="Requests it may have waiting for a worker; 'none' for the default.")],
+    max_queued: Annotated[str | None, typer.Option(
+        "--max-queued", metavar="N",
+        help="Requests it may have waiting; more are refused at submission. 'none' for the default.")] = None,
+    max_running: Annotated[str | None, typer.Option(
+        "--max-running", metavar="N",
+        help="Trainings it may run at once on all classes; more wait for a slot. 'none' for the default.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Set a tenant's quota: how many training requests it may have waiting (operator only)."""
+    """Set a tenant's quotas: how many training requests it may have waiting, and running (operator only).
+
+    Either option or both; a value the other option would refuse writes nothing.
+    """
+    if max_queued is None and max_running is None:
+        raise InvalidRequest(
+            "give --max-queued N, --max-running N or both (a count of 0 or more, or 'none' for the default)"
+        )
+    queued = None if max_queued is None else _count("--max-queued", max_queued)
+    running = None if max_running is None else _count("--max-running", max_running)
     current = session(ctx)
-    limit = tenancy.set_queue_limit(current.connection.store, name, _count(max_queued), current.api_key)
-    default = current.settings.quotas.max_queued
+    store = current.connection.store
+    if max_queued is not None:
+        tenancy.set_queue_limit(store, name, queued, current.api_key)
+    if max_running is not None:
+        tenancy.set_running_limit(store, name, running, current.api_key)
+    quota = tenancy.quotas(store, current.api_key, name)[name]
+    defaults = current.settings.quotas
     if as_json:
-        print_json({"tenant": name, "max_queued": limit, "default_max_queued": default})
+        print_json(_quota_json(name, quota, defaults))
     else:
-        shown = limit if limit is not None else f"the default ({default if default is not None else 'no limit'})"
-        print(f"tenant {name}: at most {shown} requests waiting")
+        print(f"tenant {name}: at most {_limit(quota.max_queued, defaults.max_queued)} requests waiting, "
+              f"{_limit(quota.max_running, defaults.max_running)} trainings running")
 
 
-def _count(text: str) -> int | None:
+def _quota_json(name: str, quota: Quota, defaults: QuotaSettings) -> dict[str, object]:
+    return {
+        "tenant": name,
+        "max_queued": quota.max_queued,
+        "default_max_queued": defaults.max_queued,
+        "max_running": quota.max_running,
+        "default_max_running": defaults.max_running,
+    }
+
+
+def _limit(own: int | None, default: int | None) -> str:
+    """The tenant's own limit, or which default applies."""
+    if own is not None:
+        return str(own)
+    return f"the default ({default if default is not None else 'no limit'})"
+
+
+def _count(option: str, text: str) -> int | None:
+    """A count of 0 or more, or None for 'none' (the default): checked before anything is written."""
     if text.strip().lower() in ("none", "default"):
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise InvalidRequest(f"invalid --max-queued {text!r}: give a count of 0 or more, or 'none'") from None
+        raise InvalidRequest(f"invalid {option} {text!r}: give a count of 0 or more, or 'none'") from None
+    return check_quota_value(option, value)
 
 
 @dataset_app.command("add")

@@ -72,8 +72,10 @@ def test_help_says_what_tenantml_is(home: Path) -> None:
 def test_a_tenant_is_created_once_and_its_key_acts_as_it(home: Path, tenant_name: str) -> None:
     api_key = created(tenant_name)
     assert api_key.startswith("tml_")
-    assert json.loads(tenantml("tenant", "list", "--json").stdout) == [tenant_name]
-    assert tenantml("tenant", "list", api_key=api_key).stdout.split() == [tenant_name]
+    assert [row["tenant"] for row in json.loads(tenantml("tenant", "list", "--json").stdout)] == [tenant_name]
+    assert [line.split()[0] for line in tenantml("tenant", "list", api_key=api_key).stdout.splitlines()] == [
+        "tenant", tenant_name
+    ]
     again = tenantml("tenant", "create", tenant_name)
     assert again.exit_code == 1 and "already exists" in str(again.exception)
 
@@ -207,12 +209,60 @@ def test_set_quota_sets_and_clears_a_tenant_s_queue_limit_and_names_bad_values(h
     created("acme")
     result = tenantml("tenant", "set-quota", "acme", "--max-queued", "3", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"tenant": "acme", "max_queued": 3, "default_max_queued": None}
+    assert json.loads(result.stdout) == {"tenant": "acme", "max_queued": 3, "default_max_queued": None,
+                                         "max_running": None, "default_max_running": None}
     cleared = tenantml("tenant", "set-quota", "acme", "--max-queued", "none")
-    assert cleared.exit_code == 0 and "the default (no limit)" in cleared.stdout
+    assert cleared.exit_code == 0 and "at most the default (no limit) requests waiting" in cleared.stdout
     assert main(["tenant", "set-quota", "acme", "--max-queued", "-1"]) == 2
     assert main(["tenant", "set-quota", "acme", "--max-queued", "lots"]) == 2
     assert main(["tenant", "set-quota", "nobody", "--max-queued", "1"]) == 2
+
+
+def test_set_quota_sets_a_running_limit_beside_the_queued_one_and_keeps_the_other(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created("acme")
+    monkeypatch.setenv("TENANTML_QUOTAS__MAX_RUNNING", "4")
+    both = tenantml("tenant", "set-quota", "acme", "--max-queued", "10", "--max-running", "2", "--json")
+    assert both.exit_code == 0, both.output
+    assert json.loads(both.stdout) == {"tenant": "acme", "max_queued": 10, "default_max_queued": None,
+                                       "max_running": 2, "default_max_running": 4}
+    running_only = tenantml("tenant", "set-quota", "acme", "--max-running", "none")
+    assert running_only.exit_code == 0, running_only.output
+    assert running_only.stdout.strip() == (
+        "tenant acme: at most 10 requests waiting, the default (4) trainings running"
+    )
+    created("globex")
+    listed = json.loads(tenantml("tenant", "list", "--json").stdout)
+    assert [(row["tenant"], row["max_queued"], row["max_running"], row["default_max_running"]) for row in listed] == [
+        ("acme", 10, None, 4), ("globex", None, None, 4)
+    ]
+    table = tenantml("tenant", "list").stdout.splitlines()
+    assert table[0].split() == ["tenant", "max", "queued", "max", "running"]
+    assert table[1].split() == ["acme", "10", "the", "default", "(4)"]
+
+
+def test_set_quota_names_the_option_and_value_it_refuses_and_writes_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api_key = created("acme")
+    refused = {
+        ("--max-running", "-1"): "invalid --max-running -1: give a count of 0 or more, or 'none' for no limit",
+        ("--max-running", "two"): "invalid --max-running 'two': give a count of 0 or more, or 'none'",
+    }
+    for (option, value), message in refused.items():
+        assert main(["tenant", "set-quota", "acme", "--max-queued", "5", option, value]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["tenant", "set-quota", "nobody", "--max-running", "1"]) == 2
+    assert "unknown tenant 'nobody': create it first" in capsys.readouterr().err
+    assert main(["tenant", "set-quota", "acme"]) == 2
+    assert "give --max-queued N, --max-running N or both" in capsys.readouterr().err
+    by_tenant = tenantml("tenant", "set-quota", "acme", "--max-running", "9", api_key=api_key)
+    assert by_tenant.exit_code != 0 and "quotas are set by the operator" in str(by_tenant.exception)
+    assert json.loads(tenantml("tenant", "list", "--json").stdout) == [{
+        "tenant": "acme", "max_queued": None, "default_max_queued": None,
+        "max_running": None, "default_max_running": None,
+    }]
 
 
 def test_usage_counts_each_tenant_s_trainings_and_a_tenant_key_sees_only_its_own(home: Path, store: Store) -> None:
