@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantml.adapters.database import create_database
+from tenantml.adapters.database import create_database, requests
 from tenantml.adapters.store import Store
 from tenantml.domain.request import (
     AttemptEnd,
@@ -303,20 +303,25 @@ def test_request_is_found_by_idempotency_key(store: Store, tenant: str) -> None:
     assert store.by_idempotency_key(tenant + "-b", "order-17") is None  # another tenant's keys are its own
 
 
-def test_workload_counts_waiting_running_and_completed_per_worker_class(store: Store, tenant: str) -> None:
-    waiting = add(store, tenant, "a")  # no attempt yet: waits for the small class
-    queued = add(store, tenant, "b")
-    store.start_attempt(queued, 0, WORKER_A, WorkerClass.LARGE, at(1))  # dispatched, not yet running
-    running = add(store, tenant, "c")
-    store.start_attempt(running, 0, WORKER_B, WorkerClass.SMALL, at(1))
-    store.mark_running(Lease(running, WORKER_B, 1), at(2))
-    done = add(store, tenant, "d")
+def test_workload_counts_queued_working_and_completed_per_worker_class(store: Store, tenant: str) -> None:
+    add(store, tenant, "a")  # pending: queued for the small class, its request's class
+    waiting = add(store, tenant, "b")
+    store.start_attempt(waiting, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    with store.engine.begin() as conn:  # its attempt ended for a resource failure: it waits for a large slot
+        conn.execute(requests.update().where(requests.c.id == waiting).values(
+            status=RequestStatus.WAITING.value, worker_uuid=None, worker_class=WorkerClass.LARGE.value))
+    dispatched = add(store, tenant, "c")
+    store.start_attempt(dispatched, 0, WORKER_B, WorkerClass.LARGE, at(1))  # not yet running: holds its slot
+    running = add(store, tenant, "d")
     worker = "dddddddd-0000-0000-0000-000000000004"
-    store.start_attempt(done, 0, worker, WorkerClass.SMALL, at(1))
-    store.complete(Lease(done, worker, 1), "1", {}, at(30))
+    store.start_attempt(running, 0, worker, WorkerClass.SMALL, at(1))
+    store.mark_running(Lease(running, worker, 1), at(2))
+    done = add(store, tenant, "e")
+    store.start_attempt(done, 0, WORKER_A, WorkerClass.SMALL, at(1))
+    store.complete(Lease(done, WORKER_A, 1), "1", {}, at(30))
 
     found = store.workload(completed_since=at(10))
     assert (found["small"].pending, found["small"].running, found["small"].completed) == (1, 1, 1)
-    assert (found["large"].pending, found["large"].running, found["large"].completed) == (1, 0, 0)
+    assert (found["large"].pending, found["large"].running, found["large"].completed) == (1, 1, 0)
     assert store.workload(completed_since=at(60))["small"].completed == 0
-    assert waiting  # counted above as the small class's one waiting request
+    assert store.count_waiting(tenant) == 2  # the queued ones: pending and waiting

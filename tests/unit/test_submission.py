@@ -216,7 +216,7 @@ def test_a_tenant_s_own_queue_limit_wins_over_the_default_and_running_requests_d
         submit_training(store, storage, replace(order, model="fraud"), NOW, limits=SubmissionLimits(max_queued=10))
     worker = str(uuid.uuid4())
     epoch = store.start_attempt(first.request_id, 0, worker, WorkerClass.SMALL, NOW)
-    assert store.count_waiting(tenant_name) == 1  # an attempt opened but not yet running still waits
+    assert store.count_waiting(tenant_name) == 0  # a dispatched attempt holds a slot: no longer queued
     store.mark_running(Lease(first.request_id, worker, epoch), NOW)
     assert store.count_waiting(tenant_name) == 0
     accepted = submit_training(store, storage, replace(order, model="fraud"), NOW, limits=SubmissionLimits(max_queued=10))
