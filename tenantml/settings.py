@@ -11,13 +11,14 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenantml.errors import InvalidSetting
 
 __all__ = [
     "DatabaseSettings",
+    "FleetSettings",
     "LimitSettings",
     "MlflowSettings",
     "PrefectSettings",
@@ -69,6 +70,55 @@ class PrefectSettings(_Section):
         default=True,
         description="Start flow runs by forking a process that has imported everything once (seconds faster)",
     )
+
+
+class FleetSettings(_Section):
+    """The provisioner's bounds and pace per worker class (see tenantml.domain.provisioning for the rule).
+
+    The defaults keep the fixed fleet's peak (2 small, 1 large) as the maxima, so a demo trains as
+    many models at once as before; one small worker stays up so that a first training starts without
+    waiting for a worker to start; the large class, used only after a resource failure, costs nothing
+    until one happens.
+    """
+
+    provisioner: bool = Field(
+        default=True,
+        description="Size the training workers by their workload; off: TENANTML_PREFECT__SMALL_WORKERS and "
+        "TENANTML_PREFECT__LARGE_WORKERS workers, fixed",
+    )
+    small_min: int = Field(default=1, ge=0, description="Fewest small workers the provisioner keeps (0: none while idle)")
+    small_max: int = Field(default=2, ge=0, description="Most small workers the provisioner starts")
+    large_min: int = Field(default=0, ge=0, description="Fewest large workers the provisioner keeps (0: none while idle)")
+    large_max: int = Field(default=1, ge=0, description="Most large workers the provisioner starts")
+    cooldown_s: float = Field(
+        default=30.0, ge=0,
+        description="How long fewer workers must suffice, and the last change be past, before a scale-down",
+    )
+    interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the provisioner reads the workload and sizes the fleet"
+    )
+    drain_horizon_s: float = Field(
+        default=5.0, ge=0,
+        description="About a new worker's start-up: queued work the current workers start sooner asks for none",
+    )
+    rate_window_s: float = Field(
+        default=300.0, gt=0, description="Completions counted for the rate at which the current workers drain the queue"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FleetSettings:
+        for worker_class in ("small", "large"):
+            low, high = getattr(self, f"{worker_class}_min"), getattr(self, f"{worker_class}_max")
+            if low > high:
+                name = f"{ENV_PREFIX}FLEET{NESTED_DELIMITER}{worker_class.upper()}"
+                raise ValueError(
+                    f"{name}_MIN {low} is above {name}_MAX {high}: lower the minimum or raise the maximum"
+                )
+        return self
+
+    def bounds(self, worker_class: str) -> tuple[int, int]:
+        """(min, max) workers of ``worker_class``."""
+        return getattr(self, f"{worker_class}_min"), getattr(self, f"{worker_class}_max")
 
 
 class MlflowSettings(_Section):
@@ -160,6 +210,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     def to_env(self, *, exclude_unset: bool = False) -> dict[str, str]:
         """These settings as ``TENANTML_*`` variables: a child process loads equal settings from them.
