@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from tenantml.domain.request import ACTIVE
 from tenantml.errors import PlatformError
 
-__all__ = ["attempts", "create_database", "metadata", "requests", "supervisor_leases", "tenants"]
+__all__ = ["attempts", "create_database", "fleet_decisions", "metadata", "requests", "supervisor_leases", "tenants"]
 
 metadata = MetaData()
 
@@ -128,6 +128,24 @@ supervisor_leases = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
 
+
+# The provisioner's last decision per worker class, for `tenantml workers` (one row a class, overwritten).
+fleet_decisions = Table(
+    "fleet_decisions",
+    metadata,
+    Column("worker_class", String(16), primary_key=True),
+    Column("current", Integer, nullable=False),
+    Column("desired", Integer, nullable=False),
+    Column("minimum", Integer, nullable=False),
+    Column("maximum", Integer, nullable=False),
+    Column("busy", Integer, nullable=False),
+    Column("need", Integer, nullable=False),
+    Column("draining", Integer, nullable=False, default=0),  # workers chosen for removal, finishing their runs
+    Column("restarts", Integer, nullable=False, default=0),  # workers replaced after exiting by themselves
+    Column("reason", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", DateTime(timezone=True)),  # when the provisioner last changed the count
+)
 
 def _tune_sqlite(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
