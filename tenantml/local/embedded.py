@@ -21,6 +21,7 @@ import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local import fork_server, launch
+from tenantml.local.fleet import FleetLoop
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
 from tenantml.local.project import PROJECT_DIR_VARIABLE, deploy, project_dir, work_pool_template
 from tenantml.local.servers import inference_server, mlflow_server, prefect_server
@@ -90,6 +91,7 @@ class EmbeddedPlatform:
     workers: LocalWorkers | None = None
     _servers: list[Service] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _fleet: FleetLoop | None = None
 
     @property
     def services(self) -> list[Service]:
@@ -118,8 +120,9 @@ class EmbeddedPlatform:
         self._prepare(env, project, prefect_api, logs)
         if settings.prefect.fork_server:
             self._servers.append(fork_server.start(env, home, logs, project))
-        self.workers = LocalWorkers(settings.prefect, env, logs, project)
-        self.workers.start_configured()
+        self.workers = LocalWorkers(settings.prefect, env, logs, project, fleet=settings.fleet)
+        self.workers.start_configured()  # each class's minimum with the provisioner, else the fixed counts
+        self._fleet = FleetLoop.for_platform(settings, self.workers, prefect_api, home).start()
         inference_url = None
         if serving_port is not None:
             inference = inference_server(serving_port, env, home, project, logs)
@@ -186,6 +189,8 @@ class EmbeddedPlatform:
     def stop(self) -> None:
         """Workers first (so no new run starts), then the servers; every process by pid."""
         self._stopping.set()
+        if self._fleet is not None:
+            self._fleet.stop()  # no worker started, replaced or stopped from here on
         if self.workers is not None:
             self.workers.stop_all()
         stop_services(list(reversed(self._servers)))

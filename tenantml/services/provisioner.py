@@ -11,11 +11,11 @@ A backend that fails to scale one class does not stop the others: its decision c
 "not applied" and the reason, and the next tick tries again from the same memory. A workload or
 count that cannot be read raises, and nothing changes.
 
-Not wired into ``tenantml up`` yet, on purpose: scaling the local fleet down needs a drain that
-does not exist. Prefect's process worker kills its flow runs on SIGTERM and leaves them Running
-(PrefectHQ/prefect#22528, open), and an ECS service scaled in sends its tasks the same SIGTERM. A
-worker removed by a scale-down must first stop taking runs and exit when they are done; that step,
-``tenantml workers`` and a Prefect event per decision come next.
+``tenantml up`` runs it every ``TENANTML_FLEET__INTERVAL_S`` (:mod:`tenantml.local.fleet`) on the
+local backend, which drains: a worker removed by a scale-down first stops counting as a slot, then
+is stopped only once it is idle, because Prefect's process worker kills its flow runs on SIGTERM and
+leaves them Running (PrefectHQ/prefect#22528, open). The ECS backend sets a service's desired count
+and does not drain yet: ECS sends the tasks it removes the same SIGTERM.
 """
 
 from __future__ import annotations
