@@ -1,8 +1,15 @@
-"""The `training-master` flow: admit a request, then watch its attempts until it ends.
+"""The `training-master` flow: admit a tenant's training request into the queue.
 
-Run it with `prefect deployment run 'training-master/default' --param tenant=... ` or
-`tenantml train`. Given ``request_id`` (as `tenantml train` and the reconciler do) it skips
-admission and takes over the watch of that request from the records.
+Run it with `prefect deployment run 'training-master/default' --param tenant=... ` or from the
+Prefect UI; `tenantml train` admits the same way without it. The run ends once the request is
+admitted (or refused, or answered with an earlier one): from then on the training supervisor
+(flows/supervisor.py, or `tenantml up`) schedules it, watches its attempts and fails them over,
+one loop for all requests. A master run no longer lives as long as its training: one process
+per waiting request cost about 70 MB each and polled Prefect twice a second (issue #8).
+
+The request's story stays in Prefect: the run's result names the request, each attempt is a
+`training-worker` run named ``<tenant>/<model> attempt N`` and tagged ``request:<id>``, and the
+table artifact ``attempts-<id>`` holds its attempt history.
 """
 
 from __future__ import annotations
@@ -10,39 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from tenantml.domain.request import RequestStatus, TrainingRequest
 from tenantml.bootstrap import Connection
 from tenantml.settings import load_settings
-from tenantml.services.history import attempt_rows
-from tenantml.services.master import TrainingMaster
 
-# MLflow and scikit-learn stay out of this module's imports: a master starts in a fresh process,
-# and every second it spends importing is a second before the first worker is dispatched.
-
-
-class _LazyCompletion:
-    """Imports MLflow only when a request ends."""
-
-    def __init__(self, connection: Connection, retention: int) -> None:
-        self.connection, self.retention = connection, retention
-
-    def finalize(self, request: TrainingRequest) -> None:
-        from tenantml.services.finalize import Completion
-
-        Completion(self.connection.tracking, self.connection.registry, self.retention).finalize(request)
-
-
-def _publish(request: TrainingRequest) -> None:
-    """Show the attempt history in the Prefect UI."""
-    create_table_artifact(
-        table=attempt_rows(request),
-        key=f"attempts-{request.id}",
-        description=f"Attempts of request {request.id} ({request.tenant}/{request.model}): {request.status.value}",
-    )
+# scikit-learn stays out of this module's imports: admission needs it only to check parameters.
 
 
 @flow(name="training-master")
@@ -56,36 +37,24 @@ def training_master(
     force: bool = False,
     promotion: str = "always",
     idempotency_key: str | None = None,
-    request_id: str | None = None,
 ) -> Any:
+    from tenantml.errors import TenantmlError
+    from tenantml.services.admission import Decision, SubmissionLimits, TrainingOrder, submit_training
+
     logger = get_run_logger()
     settings = load_settings()
     connection = Connection(settings)
-    if request_id is None:
-        from tenantml.services.admission import Decision, SubmissionLimits, TrainingOrder, submit_training
-
-        admission = submit_training(
-            connection.store,
-            connection.storage,
-            TrainingOrder(tenant, model, dataset, target, algorithm, dict(params or {}), force,
-                          idempotency_key or f"flow-run:{flow_run.id}", promotion),
-            limits=SubmissionLimits.from_settings(settings),
-        )
-        logger.info("%s", admission.message)
-        if admission.decision is not Decision.ACCEPTED:
-            return Completed(message=admission.message, data={"request_id": admission.request_id})
-        request_id = admission.request_id
-
-    master = TrainingMaster(
-        connection.store,
-        connection.dispatcher,
-        _LazyCompletion(connection, settings.training.checkpoint_retention),
-        settings.training,
-        on_change=_publish,
-    )
-    final = master.run(request_id, master_id=str(flow_run.id))
-    summary = {"request_id": final.id, "status": final.status.value, "model_version": final.model_version,
-               "attempts": len(final.attempts)}
-    if final.status is RequestStatus.FAILED:
-        return Failed(message=final.reason or "training failed", data=summary)
-    return summary
+    order = TrainingOrder(tenant, model, dataset, target, algorithm, dict(params or {}), force,
+                          idempotency_key or f"flow-run:{flow_run.id}", promotion)
+    try:
+        admission = submit_training(connection.store, connection.storage, order,
+                                    limits=SubmissionLimits.from_settings(settings))
+    except TenantmlError as err:  # bad input: a clear, final answer; nothing to retry
+        logger.error("refused: %s", err)
+        return Failed(message=str(err))
+    logger.info("%s", admission.message)
+    result = {"request_id": admission.request_id, "decision": admission.decision.value, "message": admission.message}
+    if admission.decision is Decision.ACCEPTED:
+        logger.info("request %s waits in the queue; the training supervisor takes it from here (its attempts "
+                    "are the training-worker runs tagged request:%s)", admission.request_id, admission.request_id)
+    return Completed(message=admission.message, data=result)

@@ -9,6 +9,8 @@ only when a tracking or registry adapter is first used: a training master must s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -23,9 +25,29 @@ if TYPE_CHECKING:
     from tenantml.adapters.orchestration import PrefectDispatcher
     from tenantml.adapters.registry import Registry
     from tenantml.adapters.tracking import Tracking
+    from tenantml.domain.request import TrainingRequest
     from tenantml.inference.mlflow_source import MlflowModels
+    from tenantml.ports import Capacity
+    from tenantml.services.supervisor import TrainingSupervisor
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "FixedCapacity", "fixed_capacity"]
+
+
+@dataclass(frozen=True)
+class FixedCapacity:
+    """Slots per worker class that do not change (a fleet the provisioner does not size)."""
+
+    by_class: Mapping[str, int]
+
+    def slots(self) -> Mapping[str, int]:
+        return self.by_class
+
+
+def fixed_capacity(settings: Settings) -> FixedCapacity:
+    """The fixed fleet of the settings: ``TENANTML_PREFECT__SMALL_WORKERS`` and ``..._LARGE_WORKERS``."""
+    prefect = settings.prefect
+    return FixedCapacity({"small": prefect.small_workers * prefect.runs_per_worker,
+                          "large": prefect.large_workers * prefect.runs_per_worker})
 
 
 @dataclass
@@ -83,12 +105,6 @@ class Connection:
         finally:
             engine.dispose()
 
-    def start_master(self, request_id: str, key: str) -> str:
-        """Start a training master for an admitted request on the Prefect API; returns its flow run id."""
-        from tenantml.adapters.orchestration import submit_master
-
-        return submit_master({"request_id": request_id}, key, self.settings.prefect.api_url)
-
     @cached_property
     def inference_models(self) -> MlflowModels:
         """Champions and model versions as the inference service loads them."""
@@ -101,6 +117,33 @@ class Connection:
         from tenantml.adapters.orchestration import PrefectDispatcher
 
         return PrefectDispatcher(self.settings.prefect.api_url)  # None: the environment's PREFECT_API_URL
+
+
+    def supervisor(self, capacity: Capacity, finalizing: Executor | None = None) -> TrainingSupervisor:
+        """The training supervisor over this connection: finalization through MLflow (imported when a
+        request first ends), the attempts tables published to Prefect off the loop's thread."""
+        from tenantml.adapters.orchestration import AttemptsPublisher
+        from tenantml.services.background import BackgroundSender
+        from tenantml.services.supervisor import TrainingSupervisor
+
+        settings = self.settings
+        return TrainingSupervisor(
+            self.store, self.dispatcher, _LazyCompletion(self, settings.training.checkpoint_retention), capacity,
+            settings.training, settings.scheduler, on_change=AttemptsPublisher(BackgroundSender("tenantml-attempts"), settings.prefect.api_url).publish,
+            finalizing=finalizing, default_max_running=settings.quotas.max_running,
+        )
+
+
+class _LazyCompletion:
+    """Imports MLflow only when a request first ends."""
+
+    def __init__(self, connection: Connection, retention: int) -> None:
+        self.connection, self.retention = connection, retention
+
+    def finalize(self, request: TrainingRequest) -> None:
+        from tenantml.services.finalize import Completion
+
+        Completion(self.connection.tracking, self.connection.registry, self.retention).finalize(request)
 
 
 def _required(configured: str | None, what: str, variable: str, settings: Settings) -> str:

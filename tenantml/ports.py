@@ -12,7 +12,7 @@ MLflow or Prefect crosses a port.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -34,8 +34,6 @@ __all__ = [
     "CheckpointStore",
     "DatasetStorage",
     "Dispatcher",
-    "MasterLauncher",
-    "MasterStore",
     "MetadataStore",
     "ModelRegistry",
     "RequestFinisher",
@@ -43,6 +41,7 @@ __all__ = [
     "RequestStore",
     "RunState",
     "RunTracking",
+    "SupervisorStore",
     "TenantDirectory",
     "WorkerFleet",
     "WorkerStore",
@@ -121,26 +120,42 @@ class RequestStore(RequestReader, Protocol):
         ...
 
     def request_move(self, request_id: str, now: datetime) -> None: ...
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds the named supervisor lease and when it last beat; None if nobody ever did."""
+        ...
 
 
-class MasterStore(RequestReader, RequestFinisher, Protocol):
-    """What a training master writes: its claim, attempts (compare-and-set on the epoch), the end."""
+class SupervisorStore(RequestReader, RequestFinisher, Protocol):
+    """What the training supervisor writes: its lease, the queue (compare-and-set on the epoch), the end."""
 
-    def claim_master(self, request_id: str, flow_run_id: str, now: datetime) -> None: ...
-    def master_heartbeat(self, request_id: str, flow_run_id: str, now: datetime) -> bool: ...
-    def needing_master(self) -> list[TrainingRequest]: ...
+    def supervised(self) -> list[TrainingRequest]:
+        """Every active request, and every ended one not finalized yet, with its attempts: one read."""
+        ...
+
+    def hold_lease(self, name: str, holder: str, now: datetime, stale_after_s: float) -> bool:
+        """Take or keep the named supervisor lease; False while another holder's heartbeat is fresh."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
     def start_attempt(
-        self,
-        request_id: str,
-        expected_epoch: int,
-        worker_uuid: str,
-        worker_class: WorkerClass,
-        now: datetime,
-        previous_end: AttemptEnd | None = None,
-        previous_reason: str | None = None,
-    ) -> int: ...
+        self, request_id: str, expected_epoch: int, worker_uuid: str, worker_class: WorkerClass, now: datetime
+    ) -> int:
+        """Open the next attempt of a queued request; returns the new epoch (StaleEpoch if it moved)."""
+        ...
+
     def set_attempt_flow_run(self, request_id: str, epoch: int, flow_run_id: str) -> None: ...
+    def requeue(
+        self, request_id: str, expected_epoch: int, worker_class: WorkerClass, now: datetime, end: AttemptEnd,
+        reason: str,
+    ) -> None:
+        """End the working attempt and queue the request again for ``worker_class`` (StaleEpoch if it moved)."""
+        ...
+
+    def request_preemption(self, request_id: str, expected_epoch: int, reason: str, now: datetime) -> bool: ...
     def mark_finalized(self, request_id: str, now: datetime) -> None: ...
+    def running_limits(self) -> dict[str, int | None]:
+        """Every tenant's own limit on running trainings (None: the platform's default)."""
+        ...
 
 
 class WorkerStore(RequestReader, RequestFinisher, Protocol):
@@ -148,14 +163,17 @@ class WorkerStore(RequestReader, RequestFinisher, Protocol):
 
     def set_mlflow_run(self, request_id: str, run_id: str, now: datetime) -> None: ...
     def mark_running(self, lease: Lease, now: datetime) -> None: ...
-    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> None: ...
+    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> str | None:
+        """Fenced; the scheduler's reason when it asked this attempt to hand back, else None."""
+        ...
+
     def commit_checkpoint(self, lease: Lease, checkpoint: Checkpoint, now: datetime) -> None: ...
     def check_current(self, lease: Lease) -> None: ...
     def report_attempt_end(self, lease: Lease, end: AttemptEnd, reason: str, now: datetime) -> None: ...
     def complete(self, lease: Lease, model_version: str, metrics: Mapping[str, float], now: datetime) -> None: ...
 
 
-class MetadataStore(TenantDirectory, RequestStore, MasterStore, WorkerStore, Protocol):
+class MetadataStore(TenantDirectory, RequestStore, SupervisorStore, WorkerStore, Protocol):
     """The whole training metadata store (the SQLAlchemy ``Store`` implements it)."""
 
 
@@ -171,17 +189,19 @@ class RunState(StrEnum):
 
 
 class Dispatcher(Protocol):
-    """Starts an attempt's worker run on its class, reads its state, cancels a replaced one."""
+    """Starts an attempt's worker run on its class, reads the runs' states, cancels a replaced one."""
 
-    def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str: ...
-    def run_state(self, flow_run_id: str) -> tuple[RunState, str]: ...
+    def dispatch(self, lease: Lease, worker_class: WorkerClass, name: str | None = None,
+                 tags: Sequence[str] = ()) -> str:
+        """Start the worker run of ``lease``; ``name`` and ``tags`` are for people reading the orchestrator."""
+        ...
+
+    def run_states(self, flow_run_ids: Sequence[str]) -> Mapping[str, tuple[RunState, str]]:
+        """The state of each run, in one call; a run the orchestrator cannot tell about is left out
+        (the supervisor judges it by heartbeats alone)."""
+        ...
+
     def cancel(self, flow_run_id: str) -> None: ...
-
-
-class MasterLauncher(Protocol):
-    """Starts a training master for an admitted request (``key`` makes a repeated start a no-op)."""
-
-    def __call__(self, request_id: str, key: str) -> object: ...
 
 
 # -- MLflow ------------------------------------------------------------------------------------

@@ -143,15 +143,35 @@ class TrainingSettings(_Section):
     attempt_budget: int = Field(
         default=3, ge=0, description="Failures in a row without a new checkpoint before a request fails (user errors fail at once)"
     )
-    master_timeout_s: float = Field(
-        default=30.0, gt=0, description="A master silent this long is presumed dead; a new one takes over"
+    supervisor_timeout_s: float = Field(
+        default=15.0, gt=0,
+        description="A training supervisor silent this long is presumed dead; a standby takes its lease over",
     )
-    watch_interval_s: float = Field(default=0.5, gt=0, description="How often the master checks its attempt")
+    watch_interval_s: float = Field(
+        default=0.5, gt=0, description="How often the training supervisor ticks: schedules, watches, fails over"
+    )
     checkpoint_retention: int = Field(
         default=1, ge=0, description="Checkpoints kept per completed request (newest first)"
     )
     small_memory_limit_mb: int | None = Field(
         default=None, gt=0, description="Address-space limit (RLIMIT_AS) of a small-class attempt; none if unset"
+    )
+
+
+class SchedulerSettings(_Section):
+    """Who gets the next worker slot: weighted fair share across waiting tenants (tenantml.domain.scheduling)."""
+
+    preemption: bool = Field(
+        default=True,
+        description="Take a slot from a tenant over its fair share for one that waited too long (checkpointed: "
+        "nothing is lost)",
+    )
+    preempt_after_s: float = Field(
+        default=30.0, ge=0, description="How long a request waits behind a tenant over its share before preemption"
+    )
+    usage_window_s: float = Field(
+        default=600.0, gt=0,
+        description="Recent worker time per tenant that breaks ties between tenants running equally many",
     )
 
 
@@ -207,6 +227,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -73,8 +73,6 @@ requests = Table(
     Column("checkpoint_step", Integer),
     Column("checkpoint_sha256", String(64)),
     Column("mlflow_run_id", String(64)),
-    Column("master_flow_run_id", String(36)),
-    Column("master_heartbeat_at", DateTime(timezone=True)),
     Column("move_requested", Boolean, nullable=False, default=False),
     Column("queued_at", DateTime(timezone=True)),  # waiting for a slot since; None while a worker holds it
     Column("preempt_requested", Boolean, nullable=False, default=False),

@@ -1,34 +1,32 @@
-"""Prefect as the dispatcher: deployments for masters and workers, flow-run states for liveness.
+"""Prefect as the dispatcher: a deployment per worker class, flow-run states for liveness.
 
 Each worker class is a queue of the training pool with a deployment of its own
 (``training-worker/small``, ``training-worker/large``): ``run_deployment`` cannot target another
 work pool, so escalation to the larger class is the choice of deployment. Prefect is named here
-only; the master sees a :class:`~tenantml.ports.Dispatcher` and :class:`~tenantml.ports.RunState`.
+only; the supervisor sees a :class:`~tenantml.ports.Dispatcher` and :class:`~tenantml.ports.RunState`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
-from tenantml.domain.request import Lease, WorkerClass
-from tenantml.errors import ServiceUnavailable
+from tenantml.domain.request import Lease, TrainingRequest, WorkerClass
 from tenantml.ports import RunState
 
-__all__ = ["MASTER_DEPLOYMENT", "PrefectDispatcher", "submit_master", "worker_deployment"]
+__all__ = ["AttemptsPublisher", "PrefectDispatcher", "worker_deployment"]
 
 log = logging.getLogger(__name__)
-
-MASTER_DEPLOYMENT = "training-master/default"
 
 _STATES = {
     StateType.SCHEDULED: RunState.WAITING,
@@ -41,6 +39,15 @@ _STATES = {
     StateType.CRASHED: RunState.FAILED,
     StateType.CANCELLED: RunState.FAILED,
 }
+
+
+_PAGE = 200  # the Prefect API's largest page
+
+
+def _state_of(run: FlowRun) -> tuple[RunState, str]:
+    if run.state is None:
+        return RunState.WAITING, ""
+    return _STATES.get(run.state.type, RunState.UNKNOWN), run.state.message or run.state.name or ""
 
 
 def worker_deployment(worker_class: WorkerClass) -> str:
@@ -63,7 +70,8 @@ class PrefectDispatcher:
     def __init__(self, api_url: str | None = None) -> None:
         self.api_url = api_url
 
-    def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str:
+    def dispatch(self, lease: Lease, worker_class: WorkerClass, name: str | None = None,
+                 tags: Sequence[str] = ()) -> str:
         with _api(self.api_url):
             run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here: no event loop
                 worker_deployment(worker_class),
@@ -71,8 +79,8 @@ class PrefectDispatcher:
                             "worker_class": worker_class.value},
                 timeout=0,
                 idempotency_key=f"{lease.request_id}:{lease.epoch}",
-                flow_run_name=f"{lease.request_id[:8]}-epoch-{lease.epoch}",
-                tags=[f"request:{lease.request_id}"],
+                flow_run_name=name or f"{lease.request_id[:8]}-epoch-{lease.epoch}",
+                tags=list(tags) or [f"request:{lease.request_id}"],
                 as_subflow=False,
             )
         return str(run.id)
@@ -82,16 +90,20 @@ class PrefectDispatcher:
         with _api(self.api_url), get_client(sync_client=True) as client:
             yield client
 
-    def run_state(self, flow_run_id: str) -> tuple[RunState, str]:
+    def run_states(self, flow_run_ids: Sequence[str]) -> dict[str, tuple[RunState, str]]:
+        """One filtered read for every run, in pages: the supervisor's one Prefect call per tick."""
+        found: dict[str, tuple[RunState, str]] = {}
         try:
             with self._client() as client:
-                run = client.read_flow_run(UUID(flow_run_id))
+                for at in range(0, len(flow_run_ids), _PAGE):
+                    page = [UUID(run_id) for run_id in flow_run_ids[at:at + _PAGE]]
+                    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)),
+                                                 limit=len(page))
+                    for run in runs:
+                        found[str(run.id)] = _state_of(run)
         except Exception as err:  # the API is briefly unreachable: judge by heartbeats alone
-            log.warning("cannot read flow run %s: %s", flow_run_id, err)
-            return RunState.UNKNOWN, str(err)
-        if run.state is None:
-            return RunState.WAITING, ""
-        return _STATES.get(run.state.type, RunState.UNKNOWN), run.state.message or run.state.name or ""
+            log.warning("cannot read %d flow runs: %s", len(flow_run_ids), err)
+        return found
 
     def cancel(self, flow_run_id: str) -> None:
         """Ask the worker to kill a replaced attempt's process; its writes are fenced regardless."""
@@ -108,17 +120,47 @@ class PrefectDispatcher:
             log.warning("cannot cancel flow run %s: %s", flow_run_id, err)
 
 
-def submit_master(parameters: dict[str, Any], idempotency_key: str, api_url: str | None = None) -> str:
-    """Start a training-master run for an admitted request; returns the flow run id."""
-    try:
-        with _api(api_url):
-            run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here: no event loop
-                MASTER_DEPLOYMENT, parameters=parameters, timeout=0, idempotency_key=idempotency_key,
-                as_subflow=False,
-            )
-    except Exception as err:  # Prefect raises httpx, its own and object-not-found errors alike
-        raise ServiceUnavailable(
-            f"cannot start a training master on the Prefect API {api_url or '(from PREFECT_API_URL)'}: "
-            f"{type(err).__name__}: {err}; check that `tenantml up` runs (or TENANTML_PREFECT__API_URL)"
-        ) from err
-    return str(run.id)
+class _Sender(Protocol):
+    def submit(self, what: str, call: Callable[[], object], key: str | None = None) -> None: ...
+
+
+class AttemptsPublisher:
+    """Shows each request's attempt history in the Prefect UI: the table artifact ``attempts-<id>``.
+
+    Best effort and off the caller's thread: a slow or absent Prefect server slows the display,
+    never the supervision loop. Newer tables of the same request replace older ones still waiting.
+    """
+
+    def __init__(self, sender: _Sender, api_url: str | None = None) -> None:
+        self.sender, self.api_url = sender, api_url
+
+    def publish(self, request: TrainingRequest) -> None:
+        self.sender.submit(f"publishing the attempts of {request.id}", lambda: self._create(request),
+                           key=f"attempts-{request.id}")
+
+    def _create(self, request: TrainingRequest) -> None:
+        """A new version of the keyed table, linked to the current attempt's worker run.
+
+        Through the client rather than ``create_table_artifact``: that one takes the run from the
+        calling context, and creating artifacts outside a run is deprecated in Prefect 3. The
+        supervisor runs no flow; the attempt's own run is where a reader looks anyway.
+        """
+        from prefect.artifacts import TableArtifact
+        from prefect.client.schemas.actions import ArtifactCreate
+
+        from tenantml.services.history import attempt_rows
+
+        attempt = request.current_attempt
+        table = TableArtifact(table=attempt_rows(request), key=f"attempts-{request.id}")
+        with self._client() as client:
+            client.create_artifact(ArtifactCreate(
+                key=f"attempts-{request.id}", type="table", data=table.format(),
+                description=f"Attempts of request {request.id} ({request.tenant}/{request.model}): "
+                            f"{request.status.value}",
+                flow_run_id=UUID(attempt.flow_run_id) if attempt and attempt.flow_run_id else None,
+            ))
+
+    @contextmanager
+    def _client(self) -> Iterator[SyncPrefectClient]:
+        with _api(self.api_url), get_client(sync_client=True) as client:
+            yield client

@@ -87,8 +87,6 @@ def to_request(row: Any, request_attempts: Iterable[Attempt]) -> TrainingRequest
         total_steps=row.total_steps,
         checkpoint=checkpoint,
         mlflow_run_id=row.mlflow_run_id,
-        master_flow_run_id=row.master_flow_run_id,
-        master_heartbeat_at=_utc(row.master_heartbeat_at),
         move_requested=row.move_requested,
         queued_at=_utc(row.queued_at),
         preempt_requested=row.preempt_requested,

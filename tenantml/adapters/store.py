@@ -9,18 +9,19 @@ same kind of compare-and-set on the epoch, so two masters can never both start a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tenantml.adapters.database import attempts, requests
+from tenantml.adapters.database import attempts, requests, supervisor_leases
 from tenantml.adapters.rows import stored_key, to_attempt, to_request
 from tenantml.adapters.tenant_records import TenantRecords
 from tenantml.adapters.workload import WorkloadCounts
 from tenantml.domain.request import (
     ACTIVE,
+    QUEUED,
     WORKING,
     Attempt,
     AttemptEnd,
@@ -36,6 +37,7 @@ __all__ = ["Store"]
 
 _ACTIVE = sorted(status.value for status in ACTIVE)
 _WORKING = sorted(status.value for status in WORKING)
+_QUEUED = sorted(status.value for status in QUEUED)
 
 
 class Store(TenantRecords, WorkloadCounts):
@@ -76,6 +78,7 @@ class Store(TenantRecords, WorkloadCounts):
                     reason=request.reason,
                     epoch=request.epoch,
                     worker_class=request.worker_class.value,
+                    queued_at=request.queued_at or (request.created_at if request.status.is_queued else None),
                     step=0,
                     mlflow_run_id=request.mlflow_run_id,
                     model_version=request.model_version,
@@ -114,10 +117,6 @@ class Store(TenantRecords, WorkloadCounts):
         found = self._read(requests.c.idempotency_key == stored_key(tenant, key), limit=1)
         return found[0] if found else None
 
-    def needing_master(self) -> list[TrainingRequest]:
-        """Requests still training, or ended but not yet finalized (promotion, clean-up)."""
-        return self._read(or_(requests.c.status.in_(_ACTIVE), requests.c.finalized_at.is_(None)), limit=10_000)
-
     def mark_finalized(self, request_id: str, now: datetime) -> None:
         self._update(requests.c.id == request_id, finalized_at=now)
 
@@ -132,15 +131,93 @@ class Store(TenantRecords, WorkloadCounts):
         ):
             raise InvalidRequest(f"request {request_id!r} is not training: only a running training can be moved")
 
-    # -- master --------------------------------------------------------------------------
-    def claim_master(self, request_id: str, flow_run_id: str, now: datetime) -> None:
-        self._update(requests.c.id == request_id, master_flow_run_id=flow_run_id, master_heartbeat_at=now)
+    # -- supervisor ----------------------------------------------------------------------
+    def supervised(self) -> list[TrainingRequest]:
+        """Every request the supervisor looks after: still training or queued, or ended but not finalized."""
+        return self._read(or_(requests.c.status.in_(_ACTIVE), requests.c.finalized_at.is_(None)), limit=1_000_000)
 
-    def master_heartbeat(self, request_id: str, flow_run_id: str, now: datetime) -> bool:
-        """False when another master has claimed the request since."""
+    def hold_lease(self, name: str, holder: str, now: datetime, stale_after_s: float) -> bool:
+        """Take or keep the supervisor lease ``name``; False while another holder's heartbeat is fresh.
+
+        One compare-and-set: the row is ours, or its heartbeat is older than ``stale_after_s``.
+        """
+        cutoff = now - timedelta(seconds=stale_after_s)
+        with self._begin() as conn:
+            taken = conn.execute(
+                update(supervisor_leases)
+                .where(supervisor_leases.c.name == name,
+                       or_(supervisor_leases.c.holder == holder, supervisor_leases.c.heartbeat_at < cutoff))
+                .values(holder=holder, heartbeat_at=now)
+            ).rowcount == 1
+            if taken:
+                return True
+            if conn.execute(select(supervisor_leases.c.name).where(supervisor_leases.c.name == name)).first():
+                return False
+        try:
+            with self._begin() as conn:
+                conn.execute(insert(supervisor_leases).values(name=name, holder=holder, acquired_at=now,
+                                                              heartbeat_at=now))
+        except IntegrityError:  # another supervisor created it first
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean stop), so that a standby need not wait for it to go stale."""
+        with self._begin() as conn:
+            conn.execute(supervisor_leases.delete().where(supervisor_leases.c.name == name,
+                                                          supervisor_leases.c.holder == holder))
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        with self._connect() as conn:
+            row = conn.execute(select(supervisor_leases.c.holder, supervisor_leases.c.heartbeat_at)
+                               .where(supervisor_leases.c.name == name)).first()
+        if row is None:
+            return None
+        at = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=UTC)
+        return str(row.holder), at
+
+    def requeue(
+        self,
+        request_id: str,
+        expected_epoch: int,
+        worker_class: WorkerClass,
+        now: datetime,
+        end: AttemptEnd,
+        reason: str,
+    ) -> None:
+        """End the current attempt and put the request back in the queue for ``worker_class``.
+
+        Compare-and-set on the epoch of a working request. The worker is fenced off at once: its
+        UUID is cleared and the status is no longer a working one, so its next write is refused.
+        """
+        with self._begin() as conn:
+            result = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.epoch == expected_epoch,
+                       requests.c.status.in_(_WORKING))
+                .values(
+                    status=RequestStatus.WAITING.value,
+                    worker_uuid=None,
+                    worker_class=worker_class.value,
+                    queued_at=now,
+                    heartbeat_at=None,
+                    move_requested=False,
+                    preempt_requested=False,
+                    preempt_reason=None,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleEpoch(request_id, expected_epoch)
+            row = conn.execute(select(requests.c.step).where(requests.c.id == request_id)).one()
+            self._close_attempt(conn, request_id, expected_epoch, now, end, reason, row.step)
+
+    def request_preemption(self, request_id: str, expected_epoch: int, reason: str, now: datetime) -> bool:
+        """Ask the current attempt to checkpoint and hand back; its worker reads it with its next heartbeat."""
         return self._update(
-            and_(requests.c.id == request_id, requests.c.master_flow_run_id == flow_run_id),
-            master_heartbeat_at=now,
+            and_(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_WORKING),
+                 requests.c.preempt_requested.is_(False)),
+            preempt_requested=True, preempt_reason=reason, updated_at=now,
         )
 
     def start_attempt(
@@ -150,26 +227,27 @@ class Store(TenantRecords, WorkloadCounts):
         worker_uuid: str,
         worker_class: WorkerClass,
         now: datetime,
-        previous_end: AttemptEnd | None = None,
-        previous_reason: str | None = None,
     ) -> int:
-        """End the current attempt (if any), bump the epoch and open the next attempt.
+        """Open the next attempt of a queued request: bump the epoch and hand the lease to ``worker_uuid``.
 
-        Compare-and-set on ``expected_epoch``: raises StaleEpoch if somebody else moved it first.
-        Returns the new epoch.
+        Compare-and-set on ``expected_epoch`` and a queued status: raises StaleEpoch if somebody
+        else moved it first (a cancel, another supervisor). Returns the new epoch.
         """
         epoch = expected_epoch + 1
         with self._begin() as conn:
             result = conn.execute(
                 update(requests)
-                .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_ACTIVE))
+                .where(requests.c.id == request_id, requests.c.epoch == expected_epoch, requests.c.status.in_(_QUEUED))
                 .values(
                     epoch=epoch,
                     worker_uuid=worker_uuid,
                     worker_class=worker_class.value,
                     status=RequestStatus.of_new_attempt(first=expected_epoch == 0).value,
                     heartbeat_at=None,
+                    queued_at=None,
                     move_requested=False,
+                    preempt_requested=False,
+                    preempt_reason=None,
                     updated_at=now,
                 )
             )
@@ -177,11 +255,7 @@ class Store(TenantRecords, WorkloadCounts):
                 if conn.execute(select(requests.c.id).where(requests.c.id == request_id)).first() is None:
                     raise NotFound(f"no training request {request_id!r}")
                 raise StaleEpoch(request_id, expected_epoch)
-            # read after the fencing update: the replaced worker can no longer move these
-            row = conn.execute(
-                select(requests.c.step, requests.c.checkpoint_step).where(requests.c.id == request_id)
-            ).one()
-            self._close_attempt(conn, request_id, expected_epoch, now, previous_end, previous_reason, row.step)
+            row = conn.execute(select(requests.c.checkpoint_step).where(requests.c.id == request_id)).one()
             number = conn.execute(select(attempts.c.number).where(attempts.c.request_id == request_id)).all()
             conn.execute(
                 insert(attempts).values(
@@ -224,6 +298,7 @@ class Store(TenantRecords, WorkloadCounts):
                     reason=reason,
                     epoch=expected_epoch + 1,
                     worker_uuid=None,
+                    queued_at=None,
                     finished_at=now,
                     updated_at=now,
                 )
@@ -244,8 +319,17 @@ class Store(TenantRecords, WorkloadCounts):
                 .values(running_at=now)
             )
 
-    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> None:
-        self._fenced(lease, heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now)
+    def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> str | None:
+        """Fenced; returns the scheduler's reason when it asked this attempt to hand back, else None."""
+        with self._begin() as conn:
+            row = conn.execute(
+                update(requests).where(*self._lease(lease))
+                .values(heartbeat_at=now, step=step, total_steps=total_steps, updated_at=now)
+                .returning(requests.c.preempt_requested, requests.c.preempt_reason)
+            ).first()
+        if row is None:
+            raise StaleEpoch(lease.request_id, lease.epoch)
+        return (row.preempt_reason or "asked to hand back by the scheduler") if row.preempt_requested else None
 
     def commit_checkpoint(self, lease: Lease, checkpoint: Checkpoint, now: datetime) -> None:
         self._fenced(

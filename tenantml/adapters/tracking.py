@@ -137,7 +137,7 @@ class Tracking:
     def prune_checkpoints(self, run_id: str, keep: Checkpoint | None, retention: int) -> int:
         """Delete checkpoint artifacts of a finished run, keeping the newest ``retention``."""
         with mlflow_calls(self.tracking_uri, "pruning checkpoints"):
-            repo = get_artifact_repository(self._artifact_root(run_id))
+            repo = get_artifact_repository(self._artifact_root(run_id), tracking_uri=self.tracking_uri)
             files: list[Any] = []
             for folder in repo.list_artifacts("checkpoints"):
                 files.extend(f for f in repo.list_artifacts(folder.path) if not f.is_dir)

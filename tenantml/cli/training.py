@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -58,7 +59,7 @@ def train(
     from tenantml.services.admission import (  # scikit-learn: 1 s, for train only
         SubmissionLimits,
         TrainingOrder,
-        request_training,
+        submit_training,
     )
 
     current = session(ctx)
@@ -67,10 +68,10 @@ def train(
         tenant=current.required_tenant(tenant), model=model, dataset=dataset, target=target, algorithm=algorithm,
         params=parse_params(param or []), force=force, idempotency_key=idempotency_key, promotion=promotion,
     )
-    # Before admitting anything: with no Prefect API known no master could start, so this raises PlatformError.
-    connection.prefect_api_url
-    admission = request_training(connection.store, connection.storage, connection.start_master, order,
-                                 limits=SubmissionLimits.from_settings(current.settings))
+    admission = submit_training(connection.store, connection.storage, order,
+                                limits=SubmissionLimits.from_settings(current.settings))
+    if admission.decision is Decision.ACCEPTED and (silence := trainings.supervisor_silence(connection.store)):
+        print(f"warning: {silence}; the request waits in the queue until one runs", file=sys.stderr)
     result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
                               "message": admission.message}
     if not as_json:

@@ -175,8 +175,6 @@ class TrainingRequest:
     total_steps: int | None = None
     checkpoint: Checkpoint | None = None
     mlflow_run_id: str | None = None
-    master_flow_run_id: str | None = None
-    master_heartbeat_at: datetime | None = None
     move_requested: bool = False
     queued_at: datetime | None = None  # since when it waits for a slot (None while a worker holds it)
     preempt_requested: bool = False  # the scheduler asked the current attempt to checkpoint and hand back

@@ -52,12 +52,21 @@ _STARTED = attrgetter("started_at", "request_id")
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """An admitted request waiting for a slot; ``queued_at`` orders a tenant's requests (FCFS)."""
+    """An admitted request waiting for a slot; ``queued_at`` orders a tenant's requests (FCFS).
+
+    ``waiting_since`` is when it last joined the queue (after a preemption or a failover, later than
+    ``queued_at``, which keeps its place in its tenant's line); the preemption delay counts from it.
+    """
 
     request_id: str
     tenant: str
     worker_class: str
     queued_at: datetime
+    waiting_since: datetime | None = None
+
+    @property
+    def since(self) -> datetime:
+        return self.waiting_since or self.queued_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +313,7 @@ class _Preempter:
             return None  # the least served waiting tenant is not a full slot short of the most served
         attempt = self.cls.attempts[victim].pop()
         self._change(victim, -1)
-        wait = (self.now - item.queued_at).total_seconds()
+        wait = (self.now - item.since).total_seconds()
         share = min(self._demand(victim), self._fair_level() * victim_weight)
         reason = (
             f"tenant {tenant!r} has waited {wait:.0f} s for a {self.cls.name!r} slot (preemption after "
@@ -322,7 +331,7 @@ class _Preempter:
         """The tenant's next request not yet promised a slot, if it waited too long and may start."""
         promised = self.promised.get(tenant, 0)
         item = self.cls.waiting(tenant, ahead=promised)
-        if item is None or not item.queued_at < self.deadline:
+        if item is None or not item.since < self.deadline:
             return None
         return item if self.policy.allows(tenant, self.totals.get(tenant, 0) + promised) else None
 

@@ -52,7 +52,7 @@ def main() -> int:
               f"MLflow UI {state.mlflow_tracking_uri}", flush=True)
         settings = connected(load_settings(home=home))
         connection = Connection(settings)
-        request_ids, keys = submit_all(connection, home, str(state.prefect_api_url))
+        request_ids, keys = submit_all(connection, home)
         finished = wait_all(connection, request_ids)
         print_summary(connection, finished)
         predict_over_http(str(state.inference_url), finished, keys, home)
@@ -63,8 +63,7 @@ def main() -> int:
         print(f"demo finished in {time.monotonic() - started:.1f} s; platform stopped.", flush=True)
 
 
-def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> tuple[list[str], dict[str, str]]:
-    from tenantml.adapters.orchestration import submit_master
+def submit_all(connection: Connection, home: Path) -> tuple[list[str], dict[str, str]]:
     from tenantml.services.admission import TrainingOrder, submit_training
 
     ids, keys = [], {}
@@ -79,7 +78,6 @@ def submit_all(connection: Connection, home: Path, prefect_api_url: str) -> tupl
             connection.store, connection.storage,
             TrainingOrder(tenant, model, f"{model}.csv", "label", algorithm, {}, force=True),
         )
-        submit_master({"request_id": admission.request_id}, f"master:{admission.request_id}", prefect_api_url)
         print(f"  submitted {tenant}/{model} ({algorithm}): request {admission.request_id}", flush=True)
         ids.append(admission.request_id)
     return ids, keys

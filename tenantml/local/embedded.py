@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -34,7 +33,6 @@ __all__ = ["EmbeddedPlatform", "platform_env"]
 log = logging.getLogger(__name__)
 
 SERVER_READY_S = 120.0
-RECONCILE_EVERY_S = 3.0
 # A pid in a dead platform's state file is only stopped if its command line has one of these.
 OUR_COMMANDS = ("prefect", "mlflow", "bentoml", "tenantml")
 
@@ -91,6 +89,9 @@ class EmbeddedPlatform:
     workers: LocalWorkers | None = None
     _servers: list[Service] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
+    _stop_supervising: threading.Event = field(default_factory=threading.Event)
+    _release_lease: bool = True
     _fleet: FleetLoop | None = None
 
     @property
@@ -140,7 +141,7 @@ class EmbeddedPlatform:
             started_at=time.time(),
         )
         write_state(self.state)
-        threading.Thread(target=self._reconcile_forever, args=(prefect_api,), name="reconciler", daemon=True).start()
+        self.start_supervisor()
         return self.state
 
     def _start_servers(self, env: dict[str, str], home: Path, project: Path, prefect_port: int,
@@ -166,31 +167,53 @@ class EmbeddedPlatform:
         asyncio.run(create_work_pools(prefect_api, self.settings.prefect, work_pool_template(project, command)))
         deploy(project, env, logs)
 
-    def _reconcile_forever(self, prefect_api: str, every_s: float = RECONCILE_EVERY_S) -> None:
-        """Start a new master for any request whose master died (see tenantml.services.reconcile)."""
-        from tenantml.adapters.orchestration import submit_master
-        from tenantml.bootstrap import Connection
-        from tenantml.services.reconcile import reconcile
+    def _supervise_forever(self) -> None:
+        """The training supervisor's loop (tenantml.services.supervisor), in this process, until stop().
 
-        store = Connection(self.settings).store
-        while not self._stopping.wait(every_s):
-            try:
-                restarted = reconcile(
-                    store,
-                    lambda request_id, key: submit_master({"request_id": request_id}, key, prefect_api),
-                    datetime.now(UTC),
-                    self.settings.training.master_timeout_s,
-                )
-                if restarted:
-                    log.warning("started new training masters for %s", ", ".join(restarted))
-            except Exception:
-                log.warning("reconciler pass failed", exc_info=True)
+        Its capacity is the local fleet's: the workers taking runs, drained ones left out. A second
+        `tenantml up` on the same database would stand by on the lease.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tenantml.bootstrap import Connection
+        from tenantml.services.supervisor import supervise
+
+        assert self.workers is not None and self.state is not None
+        settings = self.settings.model_copy(update={
+            "prefect": self.settings.prefect.model_copy(update={"api_url": self.state.prefect_api_url}),
+            "mlflow": self.settings.mlflow.model_copy(update={"tracking_uri": self.state.mlflow_tracking_uri}),
+        })
+        training = settings.training
+        with ThreadPoolExecutor(2, thread_name_prefix="finalize") as finalizing:
+            supervisor = Connection(settings).supervisor(self.workers, finalizing)
+            supervise(supervisor, f"tenantml-up:{os.getpid()}", self._stop_supervising.wait,
+                      training.watch_interval_s, training.supervisor_timeout_s, release=lambda: self._release_lease)
+
+    def start_supervisor(self) -> None:
+        """Run the training supervisor in a thread of this process, unless it runs already."""
+        if self._supervisor is not None and self._supervisor.is_alive():
+            return
+        self._stop_supervising.clear()
+        self._release_lease = True
+        self._supervisor = threading.Thread(target=self._supervise_forever, name="training-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop_supervisor(self, release_lease: bool = True) -> None:
+        """Stop this platform's training supervisor (trainings go on; nobody watches them). Without
+        ``release_lease`` its lease stays until it is stale, as when the process dies."""
+        self._release_lease = release_lease
+        self._stop_supervising.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=30)
 
     def stop(self) -> None:
-        """Workers first (so no new run starts), then the servers; every process by pid."""
+        """The supervisor first (it releases its lease), then the workers (so no new run starts), then the
+        servers; every process by pid."""
         self._stopping.set()
         if self._fleet is not None:
             self._fleet.stop()  # no worker started, replaced or stopped from here on
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=30)
         if self.workers is not None:
             self.workers.stop_all()
         stop_services(list(reversed(self._servers)))

@@ -9,7 +9,6 @@ place (inside the tenant's storage) and its header (the target column). The admi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from tenantml.ml.dataset import fingerprint_file, read_columns
 from tenantml.ports import DatasetStorage, RequestStore, TenantDirectory
 from tenantml.settings import Settings
 
-__all__ = ["Admission", "Decision", "SubmissionLimits", "TrainingOrder", "request_training", "submit_training"]
+__all__ = ["Admission", "Decision", "SubmissionLimits", "TrainingOrder", "submit_training"]
 
 
 class AdmissionStore(TenantDirectory, RequestStore, Protocol):
@@ -168,22 +167,3 @@ def submit_training(
         decision, message = judge(spec, order.force, running, None)
         return Admission(running.id, decision, message)
     return Admission(request.id, Decision.ACCEPTED, f"accepted: request {request.id}")
-
-
-def request_training(
-    store: AdmissionStore,
-    storage: DatasetStorage,
-    start_master: Callable[[str, str], object],
-    order: TrainingOrder,
-    now: datetime | None = None,
-    limits: SubmissionLimits = SubmissionLimits(),
-) -> Admission:
-    """Admit the order and, if it was accepted, start its training master.
-
-    ``start_master(request_id, idempotency_key)``: the key is the request's, so starting twice
-    (a retried command) starts one master.
-    """
-    admission = submit_training(store, storage, order, now, limits)
-    if admission.decision is Decision.ACCEPTED:
-        start_master(admission.request_id, f"master:{admission.request_id}")
-    return admission

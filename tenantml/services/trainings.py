@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest, TenantmlError
-from tenantml.ports import MasterStore, RequestStore
+from tenantml.ports import RequestFinisher, RequestReader, RequestStore
 from tenantml.services.history import attempt_rows
+from tenantml.services.supervisor import LEASE as SUPERVISOR_LEASE
 
-__all__ = ["cancel_request", "list_requests", "move_request", "request_view", "show_request", "wait_for_request"]
+__all__ = ["cancel_request", "list_requests", "move_request", "request_view", "show_request", "supervisor_silence",
+           "wait_for_request"]
 
 POLL_S = 0.5
 
@@ -45,6 +47,22 @@ def request_view(request: TrainingRequest) -> dict[str, Any]:
     }
 
 
+def supervisor_silence(store: RequestStore, now: datetime | None = None, stale_after_s: float = 15.0,
+                       holder: str | None = None) -> str | None:
+    """Why no training supervisor (other than ``holder``) looks after the queue now, or None when one
+    has ticked lately."""
+    held = store.lease_holder(SUPERVISOR_LEASE)
+    if held is None:
+        return "no training supervisor has run on this database: start the platform with `tenantml up`"
+    if held[0] == holder:
+        return "this supervisor holds the lease already"
+    holder, at = held
+    silent = ((now or datetime.now(UTC)) - at).total_seconds()
+    if silent > stale_after_s:
+        return f"the training supervisor ({holder}) has been silent for {silent:.0f} s: is `tenantml up` running?"
+    return None
+
+
 def list_requests(store: RequestStore, tenant: str | None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest requests first, as :func:`request_view` shows them."""
     return [request_view(request) for request in store.list_requests(tenant=tenant, limit=limit)]
@@ -55,12 +73,16 @@ def show_request(store: RequestStore, request_id: str, tenant: str | None) -> di
 
 
 def move_request(store: RequestStore, request_id: str, tenant: str | None, now: datetime) -> None:
-    """Ask the request's master to move it to a new worker, resuming from its last checkpoint."""
+    """Ask the supervisor to move the request to a new worker, resuming from its last checkpoint."""
     store.get_request(request_id, tenant=tenant)  # NotFound for another tenant's
     store.request_move(request_id, now)
 
 
-def cancel_request(store: MasterStore, request_id: str, tenant: str | None, now: datetime) -> None:
+class _Cancelling(RequestReader, RequestFinisher, Protocol):
+    pass
+
+
+def cancel_request(store: _Cancelling, request_id: str, tenant: str | None, now: datetime) -> None:
     """End the request as cancelled; the epoch moves on, so its worker's next write fences it off."""
     request = store.get_request(request_id, tenant=tenant)
     if request.status.is_terminal:

@@ -8,7 +8,8 @@ more is written. Failures are classified so the master knows what to do next:
 
 - a user error (bad data or parameters) fails the request at once;
 - ``MemoryError`` is a resource failure: the next attempt runs on the large class;
-- a preemption (``preempt()``, e.g. on SIGTERM) commits a checkpoint and hands the work back;
+- a preemption (``preempt()``: on SIGTERM, or when the scheduler asks through the heartbeat's
+  answer) commits a checkpoint and hands the work back;
 - anything else is a crash: the next attempt resumes on the same class.
 """
 
@@ -58,18 +59,22 @@ class AttemptOutcome:
 
 
 class _Heartbeat(threading.Thread):
-    """Sends the heartbeat every interval; sets ``fenced`` on the first refused write."""
+    """Sends the heartbeat every interval; sets ``fenced`` on the first refused write, and calls
+    ``on_handback`` with the reason when the scheduler's answer asks the attempt to hand back."""
 
-    def __init__(self, store: WorkerStore, lease: Lease, interval_s: float) -> None:
+    def __init__(self, store: WorkerStore, lease: Lease, interval_s: float,
+                 on_handback: Callable[[str], None]) -> None:
         super().__init__(name="tenantml-heartbeat", daemon=True)
-        self.store, self.lease, self.interval_s = store, lease, interval_s
+        self.store, self.lease, self.interval_s, self.on_handback = store, lease, interval_s, on_handback
         self.step, self.total = 0, 0
         self.fenced = threading.Event()
         self._halt = threading.Event()
 
     def beat(self) -> None:
         try:
-            self.store.heartbeat(self.lease, self.step, self.total, _now())
+            handback = self.store.heartbeat(self.lease, self.step, self.total, _now())
+            if handback is not None:
+                self.on_handback(handback)
         except StaleEpoch:
             self.fenced.set()
         except Exception:  # a passing database error: the next beat tries again
@@ -101,10 +106,13 @@ class TrainingAttempt:
         self.background = background or BackgroundSender()
         self._owns_background = background is None
         self._preempted = threading.Event()
+        self._preempt_reason = "SIGTERM"
 
-    def preempt(self) -> None:
-        """Ask the attempt to commit a checkpoint and hand the work back (SIGTERM, spot reclaim)."""
-        self._preempted.set()
+    def preempt(self, reason: str = "SIGTERM") -> None:
+        """Ask the attempt to commit a checkpoint and hand the work back (SIGTERM, spot reclaim, fair share)."""
+        if not self._preempted.is_set():
+            self._preempt_reason = reason
+            self._preempted.set()
 
     def run(self) -> AttemptOutcome:
         lease = self.lease
@@ -113,7 +121,7 @@ class TrainingAttempt:
         if request.mlflow_run_id is None:  # the first attempt opens the request's MLflow run
             self.store.set_mlflow_run(lease.request_id, self.checkpoints.start_run(request), _now())
             request = self.store.get_request(lease.request_id)
-        heartbeat = _Heartbeat(self.store, lease, self.settings.heartbeat_interval_s)
+        heartbeat = _Heartbeat(self.store, lease, self.settings.heartbeat_interval_s, self.preempt)
         heartbeat.beat()
         heartbeat.start()
         resume_step = 0
@@ -135,7 +143,8 @@ class TrainingAttempt:
                         lease.request_id, lease.epoch)
             return AttemptOutcome(None, "fenced", resume_step=resume_step)
         except _Preempted as preempted:
-            return self._report(AttemptEnd.PREEMPTED, f"preempted at step {preempted.step}", resume_step)
+            return self._report(AttemptEnd.PREEMPTED, f"preempted at step {preempted.step}: {self._preempt_reason}",
+                                resume_step)
         except InvalidRequest as err:
             try:
                 self.store.finish(lease.request_id, lease.epoch, RequestStatus.FAILED, _now(), str(err), AttemptEnd.USER_ERROR)

@@ -1,4 +1,4 @@
-"""UUID events against the real platform: kill, hang, repeated failure, resources, poison, master loss."""
+"""UUID events against the real platform: kill, hang, repeated failure, resources, poison, supervisor loss."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ import pytest
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass
 from tenantml.ml.algorithms import trainer_for
 from tenantml.ml.dataset import prepare
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling
+
+from tenantml.local.embedded import EmbeddedPlatform
+from tenantml.services.supervisor import LEASE
 from tests.support.platform import RunningPlatform, classification_frame
 from tests.support.waiting import flow_run_pid, wait_for
 
@@ -158,15 +165,26 @@ def test_poison_request_fails_after_the_budget_and_spares_the_others(platform: R
     assert platform.wait_done(healthy.request_id).status is RequestStatus.COMPLETED
 
 
-def test_lost_master_is_replaced_and_the_training_completes(platform: RunningPlatform) -> None:
+def test_a_standby_supervisor_takes_over_from_a_dead_one_and_the_training_completes(
+    platform: RunningPlatform, embedded: EmbeddedPlatform
+) -> None:
+    """The supervisor stops without releasing its lease, as when its process dies; the
+    `training-supervisor` deployment (the cloud's way) waits for the lease to go stale and carries on."""
     tenant = platform.new_tenant()
     admission = platform.submit(tenant, platform.dataset(tenant, classification_frame()), epochs=60)
-    request, _ = _worker_with_checkpoint(platform, admission.request_id)
-    master_pid = wait_for(lambda: flow_run_pid(request.master_flow_run_id or ""), 30, "the master's process")
-    os.kill(master_pid, signal.SIGKILL)
-
-    final = wait_for(lambda: (r := platform.request(admission.request_id)).finalized_at and r, 300,
-                     "a new master to see the training through")
-    assert final.status is RequestStatus.COMPLETED, final.reason
-    assert final.master_flow_run_id != request.master_flow_run_id
-    assert platform.connection.registry.champion(tenant, "m") == final.model_version
+    _worker_with_checkpoint(platform, admission.request_id)
+    embedded.stop_supervisor(release_lease=False)
+    with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}):
+        run = run_deployment("training-supervisor/default", parameters={"run_for_s": 240, "standby_s": 60},
+                             timeout=0)
+    try:
+        final = wait_for(lambda: (r := platform.request(admission.request_id)).finalized_at and r, 300,
+                         "the standby supervisor to see the training through")
+        assert final.status is RequestStatus.COMPLETED, final.reason
+        holder = platform.connection.store.lease_holder(LEASE)
+        assert holder is not None and holder[0] == f"flow-run:{run.id}"  # type: ignore[union-attr]
+        assert platform.connection.registry.champion(tenant, "m") == final.model_version
+    finally:
+        with temporary_settings(updates={PREFECT_API_URL: platform.prefect_api_url}), \
+                get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(message="test over"), force=True)  # type: ignore[union-attr]

@@ -84,7 +84,7 @@ def test_a_database_of_the_first_schema_upgrades_with_every_row(engine: Engine, 
         (1, AttemptEnd.CRASHED, 0, None), (2, None, 5, None)
     ]
     assert store.tenant_for_key("d" * 64) == "acme"
-    assert [r.id for r in store.needing_master()] == ["live"]
+    assert [r.id for r in store.supervised()] == ["live"]
 
 
 def test_a_home_made_before_migrations_is_recognised_and_upgraded(engine: Engine) -> None:

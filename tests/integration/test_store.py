@@ -74,6 +74,13 @@ def add(store: Store, tenant: str, model: str = "churn", key: str | None = None,
 WORKER_A, WORKER_B = "aaaaaaaa-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
 
 
+def fail_over(store: Store, request_id: str, epoch: int, worker_uuid: str, worker_class: WorkerClass,
+              now: datetime, end: AttemptEnd, reason: str) -> int:
+    """What the supervisor does on a UUID event with a free slot: queue the request again, start it."""
+    store.requeue(request_id, epoch, worker_class, now, end, reason)
+    return store.start_attempt(request_id, epoch, worker_uuid, worker_class, now)
+
+
 @pytest.fixture
 def replaced(store: Store, tenant: str) -> str:
     """A request whose first worker (A, epoch 1) trained to step 7, committed step 5, and was replaced by B."""
@@ -81,7 +88,7 @@ def replaced(store: Store, tenant: str) -> str:
     assert store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1)) == 1
     store.heartbeat(Lease(request_id, WORKER_A, 1), 7, 20, at(2))
     store.commit_checkpoint(Lease(request_id, WORKER_A, 1), Checkpoint("file:///ck/5", 5, "c" * 64), at(3))
-    assert store.start_attempt(request_id, 1, WORKER_B, WorkerClass.SMALL, at(4), AttemptEnd.CRASHED, "boom") == 2
+    assert fail_over(store, request_id, 1, WORKER_B, WorkerClass.SMALL, at(4), AttemptEnd.CRASHED, "boom") == 2
     return request_id
 
 
@@ -123,7 +130,9 @@ def test_current_worker_writes_are_accepted(store: Store, replaced: str) -> None
 def test_start_attempt_is_a_compare_and_set_on_the_epoch(store: Store, replaced: str) -> None:
     before = store.get_request(replaced)
     with pytest.raises(StaleEpoch):
-        store.start_attempt(replaced, 1, str(uuid.uuid4()), WorkerClass.LARGE, at(10), AttemptEnd.CRASHED, "late")
+        fail_over(store, replaced, 1, str(uuid.uuid4()), WorkerClass.LARGE, at(10), AttemptEnd.CRASHED, "late")
+    with pytest.raises(StaleEpoch):  # a working request is started only through the queue
+        store.start_attempt(replaced, 2, str(uuid.uuid4()), WorkerClass.LARGE, at(10))
     assert store.get_request(replaced) == before
 
 
@@ -134,16 +143,16 @@ def test_concurrent_failovers_from_the_same_epoch_have_exactly_one_winner(store:
     barrier = threading.Barrier(len(contenders))
     outcomes: dict[str, object] = {}
 
-    def fail_over(worker_uuid: str) -> None:
+    def contend(worker_uuid: str) -> None:
         barrier.wait()
         try:
-            outcomes[worker_uuid] = store.start_attempt(
-                request_id, 1, worker_uuid, WorkerClass.SMALL, at(5), AttemptEnd.HEARTBEAT_LOST, "silent"
+            outcomes[worker_uuid] = fail_over(
+                store, request_id, 1, worker_uuid, WorkerClass.SMALL, at(5), AttemptEnd.HEARTBEAT_LOST, "silent"
             )
         except Exception as err:  # collected and asserted below
             outcomes[worker_uuid] = err
 
-    threads = [threading.Thread(target=fail_over, args=(worker,)) for worker in contenders]
+    threads = [threading.Thread(target=contend, args=(worker,)) for worker in contenders]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -197,7 +206,7 @@ def test_attempts_history_records_numbers_epochs_ends_and_steps(store: Store, re
     assert (reported.flow_run_id, reported.end, reported.reason, reported.ended_at) == (
         "flow-run-2", AttemptEnd.RESOURCE_EXHAUSTED, "out of memory", None
     )
-    store.start_attempt(replaced, 2, WORKER_A, WorkerClass.LARGE, at(6), AttemptEnd.CRASHED, "run crashed")
+    fail_over(store, replaced, 2, WORKER_A, WorkerClass.LARGE, at(6), AttemptEnd.CRASHED, "run crashed")
     store.heartbeat(Lease(replaced, WORKER_A, 3), 20, 20, at(7))
     store.complete(Lease(replaced, WORKER_A, 3), "4", {"accuracy": 0.75}, at(8))
 
@@ -266,22 +275,44 @@ def test_reads_are_scoped_by_tenant(store: Store, tenant: str, tenant_name: str)
 
 def test_datetimes_come_back_timezone_aware(store: Store, replaced: str) -> None:
     store.heartbeat(Lease(replaced, WORKER_B, 2), 8, 20, at(10))
-    store.claim_master(replaced, "master-1", at(11))
     store.finish(replaced, 2, RequestStatus.CANCELLED, at(12), "cancelled", AttemptEnd.CANCELLED)
     request = store.get_request(replaced)
-    stamps = [request.created_at, request.updated_at, request.finished_at, request.master_heartbeat_at]
+    stamps = [request.created_at, request.updated_at, request.finished_at]
     stamps += [stamp for a in request.attempts for stamp in (a.started_at, a.ended_at)]
     assert all(stamp is not None and stamp.utcoffset() == timedelta(0) for stamp in stamps), stamps
-    assert request.finished_at == at(12) and request.master_heartbeat_at == at(11)
+    assert request.finished_at == at(12)
 
 
-def test_master_claim_replaces_the_previous_master(store: Store, tenant: str) -> None:
-    request_id = add(store, tenant)
-    store.claim_master(request_id, "master-1", at(1))
-    assert store.master_heartbeat(request_id, "master-1", at(2))
-    store.claim_master(request_id, "master-2", at(3))
-    assert not store.master_heartbeat(request_id, "master-1", at(4))
-    assert store.master_heartbeat(request_id, "master-2", at(4))
+def test_the_supervisor_lease_is_one_holder_at_a_time(store: Store) -> None:
+    assert store.hold_lease("supervisor", "one", at(1), stale_after_s=10)
+    assert not store.hold_lease("supervisor", "two", at(5), stale_after_s=10)
+    assert store.hold_lease("supervisor", "two", at(12), stale_after_s=10)
+    assert store.lease_holder("supervisor") == ("two", at(12))
+
+
+def test_a_requeued_request_fences_its_worker_waits_and_resumes_from_its_checkpoint(store: Store, replaced: str) -> None:
+    store.requeue(replaced, 2, WorkerClass.LARGE, at(10), AttemptEnd.PREEMPTED, "for tenant b")
+    waiting = store.get_request(replaced)
+    assert (waiting.status, waiting.worker_uuid, waiting.worker_class, waiting.queued_at) == (
+        RequestStatus.WAITING, None, WorkerClass.LARGE, at(10)
+    )
+    assert waiting.attempts[-1].end is AttemptEnd.PREEMPTED and waiting.attempts[-1].ended_at == at(10)
+    with pytest.raises(StaleEpoch):  # the worker holding epoch 2 is fenced at once
+        store.heartbeat(Lease(replaced, WORKER_B, 2), 9, 20, at(11))
+    with pytest.raises(AlreadyTraining):  # waiting is active: still one training per tenant and model
+        store.add_request(new_request(waiting.tenant, waiting.model, created=20))
+    assert store.start_attempt(replaced, 2, WORKER_A, WorkerClass.LARGE, at(12)) == 3
+    resumed = store.get_request(replaced)
+    assert (resumed.status, resumed.queued_at, resumed.attempts[-1].resume_step) == (RequestStatus.RESUMING, None, 5)
+
+
+def test_preemption_is_asked_once_and_answered_by_the_heartbeat(store: Store, replaced: str) -> None:
+    lease = Lease(replaced, WORKER_B, 2)
+    assert store.heartbeat(lease, 8, 20, at(10)) is None
+    assert store.request_preemption(replaced, 2, "tenant b has waited 31 s", at(11))
+    assert not store.request_preemption(replaced, 2, "again", at(12))  # asked already
+    assert not store.request_preemption(replaced, 1, "stale", at(12))
+    assert store.heartbeat(lease, 9, 20, at(13)) == "tenant b has waited 31 s"
 
 
 def test_only_a_running_training_can_be_moved(store: Store, tenant: str) -> None:
@@ -291,7 +322,7 @@ def test_only_a_running_training_can_be_moved(store: Store, tenant: str) -> None
     store.start_attempt(request_id, 0, WORKER_A, WorkerClass.SMALL, at(1))
     store.request_move(request_id, at(2))
     assert store.get_request(request_id).move_requested
-    store.start_attempt(request_id, 1, WORKER_B, WorkerClass.SMALL, at(3), AttemptEnd.MOVED, "moved")
+    fail_over(store, request_id, 1, WORKER_B, WorkerClass.SMALL, at(3), AttemptEnd.MOVED, "moved")
     assert not store.get_request(request_id).move_requested
 
 

@@ -21,7 +21,6 @@ import pandas as pd
 import psutil
 from sklearn.datasets import make_classification
 
-from tenantml.adapters.orchestration import submit_master
 from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.bootstrap import Connection
@@ -57,10 +56,7 @@ class RunningPlatform:
     def submit(self, tenant: str, dataset: str, algorithm: str = "sgd_classifier", model: str = "m",
                force: bool = False, **params: object) -> Admission:
         order = TrainingOrder(tenant, model, dataset, "label", algorithm, dict(params), force)
-        admission = submit_training(self.connection.store, self.connection.storage, order)
-        if admission.decision.value == "accepted":
-            submit_master({"request_id": admission.request_id}, f"master:{admission.request_id}", self.prefect_api_url)
-        return admission
+        return submit_training(self.connection.store, self.connection.storage, order)
 
     def request(self, request_id: str) -> TrainingRequest:
         return self.connection.store.get_request(request_id)

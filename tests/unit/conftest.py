@@ -8,7 +8,7 @@ import pytest
 
 from tenantml.adapters.database import create_database
 from tenantml.adapters.store import Store
-from tests.support.master_script import pending_request
+from tests.support.supervisor_script import pending_request
 
 
 @pytest.fixture
@@ -20,5 +20,5 @@ def store(sqlite_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def request_id(store: Store, tenant_name: str) -> str:
-    """A new tenant with one pending training request (the training master tests start from it)."""
+    """A new tenant with one pending training request (the supervisor tests start from it)."""
     return pending_request(store, tenant_name)

@@ -1,13 +1,14 @@
-"""The training master on a fake dispatcher and a fake clock, with workers scripted as generators.
+"""The training supervisor on a fake dispatcher and a fake clock, with workers scripted as generators.
 
-The fake ``sleep`` advances the master's clock by the watch interval and runs the script up to its
-next ``yield``, so a test's script reads as a timeline. Workers write to the real store.
+Between two ticks the harness advances the supervisor's clock by the watch interval and runs the
+script up to its next ``yield``, so a test's script reads as a timeline. Workers write to the real
+store; the wall clock handed to each tick moves with the fake one.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,10 +22,11 @@ from tenantml.domain.request import (
     TrainingSpec,
     WorkerClass,
 )
+from tenantml.bootstrap import FixedCapacity
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.ports import RunState
-from tenantml.services.master import TrainingMaster
-from tenantml.settings import TrainingSettings
+from tenantml.services.supervisor import Tick, TrainingSupervisor
+from tenantml.settings import SchedulerSettings, TrainingSettings
 
 INTERVAL = 0.5
 TIMEOUT = 5.0
@@ -48,7 +50,9 @@ class Dispatch:
     epoch: int
     worker_class: WorkerClass
     flow_run_id: str
-    at: float  # the master's clock
+    at: float  # the supervisor's clock
+    name: str = ""
+    tags: tuple[str, ...] = ()
 
     @property
     def lease(self) -> Lease:
@@ -64,17 +68,18 @@ class FakeDispatcher:
         self.initial_state = RunState.RUNNING, ""
         self.on_run_state: Callable[[str], None] = lambda flow_run_id: None
 
-    def dispatch(self, lease: Lease, worker_class: WorkerClass) -> str:
+    def dispatch(self, lease: Lease, worker_class: WorkerClass, name: str | None = None,
+                 tags: Sequence[str] = ()) -> str:
         flow_run_id = f"run-{len(self.dispatches) + 1}"
-        self.dispatches.append(
-            Dispatch(lease.request_id, lease.worker_uuid, lease.epoch, worker_class, flow_run_id, self.clock())
-        )
+        self.dispatches.append(Dispatch(lease.request_id, lease.worker_uuid, lease.epoch, worker_class, flow_run_id,
+                                        self.clock(), name or "", tuple(tags)))
         self.states[flow_run_id] = self.initial_state
         return flow_run_id
 
-    def run_state(self, flow_run_id: str) -> tuple[RunState, str]:
-        self.on_run_state(flow_run_id)
-        return self.states.get(flow_run_id, (RunState.UNKNOWN, "no such flow run"))
+    def run_states(self, flow_run_ids: Sequence[str]) -> dict[str, tuple[RunState, str]]:
+        for flow_run_id in flow_run_ids:
+            self.on_run_state(flow_run_id)
+        return {run: self.states[run] for run in flow_run_ids if run in self.states}
 
     def cancel(self, flow_run_id: str) -> None:
         self.cancelled.append(flow_run_id)
@@ -108,28 +113,57 @@ class Worker:
         self.store.complete(self.lease, "1", {"accuracy": 0.9}, SKEWED)
 
 
-class Master:
-    """One training master with a fake clock whose sleep runs the workers' script."""
+class Loop:
+    """The training supervisor with a fake clock; between ticks the workers' script runs a step."""
 
-    def __init__(self, store: Store, budget: int = 3) -> None:
+    def __init__(self, store: Store, budget: int = 3, slots: Mapping[str, int] | None = None,
+                 scheduler: SchedulerSettings | None = None, default_max_running: int | None = None) -> None:
         self.store, self.settings = store, settings(budget)
         self.now = 100.0
+        self.wall0 = datetime.now(UTC) - timedelta(seconds=self.now)
         self.ticks = 0
         self.dispatcher = FakeDispatcher(lambda: self.now)
         self.finalizer = FakeFinalizer()
+        self.capacity = FixedCapacity(dict(slots or {"small": 2, "large": 1}))
+        self.supervisor = TrainingSupervisor(
+            store, self.dispatcher, self.finalizer, self.capacity, self.settings, scheduler or SchedulerSettings(),
+            clock=lambda: self.now, default_max_running=default_max_running,
+        )
         self.script: Iterator[None] = iter(())
+        self.last: Tick | None = None
 
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+    @property
+    def wall(self) -> datetime:
+        return self.wall0 + timedelta(seconds=self.now)
+
+    def tick(self) -> Tick:
+        self.last = self.supervisor.tick(self.wall)
+        return self.last
+
+    def step(self) -> None:
+        """Let time pass by one interval and the workers' script run up to its next yield."""
+        self.now += INTERVAL
         self.ticks += 1
-        assert self.ticks < 20_000, "the supervisor never stopped"
+        assert self.ticks < 20_000, "the request never ended"
         next(self.script, None)
 
-    def run(self, request_id: str, script: Script | None = None, master_id: str = "master-1") -> TrainingRequest:
+    def run(self, request_id: str, script: Script | None = None) -> TrainingRequest:
+        """Tick until the request has ended and been finalized."""
         self.script = script if script is not None else iter(())
-        supervisor = TrainingMaster(self.store, self.dispatcher, self.finalizer, self.settings,
-                                clock=lambda: self.now, sleep=self.sleep)
-        return supervisor.run(request_id, master_id)
+        while True:
+            self.tick()
+            request = self.store.get_request(request_id)
+            if request.status.is_terminal and request.finalized_at is not None:
+                return request
+            self.step()
+
+    def run_until(self, done: Callable[[], bool], script: Script | None = None) -> None:
+        self.script = script if script is not None else iter(())
+        while True:
+            self.tick()
+            if done():
+                return
+            self.step()
 
     def worker(self, number: int) -> Worker:
         return Worker(self.store, self.dispatcher.dispatches[number - 1])
@@ -140,11 +174,13 @@ class Master:
         return None
 
 
-def pending_request(store: Store, tenant: str) -> str:
-    """A new tenant with one pending training request; returns the request's id."""
-    now = datetime.now(UTC)
-    store.add_tenant(tenant, hash_api_key(new_api_key()), now)
-    spec = TrainingSpec(tenant, "churn", "/data/d.csv", "y", "sgd_classifier", {}, "f" * 64)
+def pending_request(store: Store, tenant: str, model: str = "churn", at: datetime | None = None,
+                    new_tenant: bool = True) -> str:
+    """A pending training request (of a new tenant unless told otherwise); returns the request's id."""
+    now = at or datetime.now(UTC)
+    if new_tenant:
+        store.add_tenant(tenant, hash_api_key(new_api_key()), now)
+    spec = TrainingSpec(tenant, model, "/data/d.csv", "y", "sgd_classifier", {}, "f" * 64)
     request = TrainingRequest(str(uuid.uuid4()), spec, RequestStatus.PENDING, now, now)
     store.add_request(request)
     return request.id

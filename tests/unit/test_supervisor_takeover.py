@@ -1,9 +1,9 @@
-"""A training master that takes over a request: after a restart, a lost race or another master's claim."""
+"""A training supervisor that takes over: after a restart, a lost race, or another supervisor's lease."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,22 +11,23 @@ from tenantml.adapters.store import Store
 from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, WorkerClass
 from tenantml.errors import StaleEpoch
 from tenantml.ports import RunState
-from tests.support.master_script import (
+from tenantml.services.supervisor import LEASE, supervise
+from tests.support.supervisor_script import (
     INTERVAL,
     SKEWED,
     TIMEOUT,
     Dispatch,
-    Master,
+    Loop,
     Script,
     Worker,
     ends,
 )
 
 
-def test_restarted_master_dispatches_an_attempt_opened_but_never_dispatched(store: Store, request_id: str) -> None:
+def test_restarted_supervisor_dispatches_an_attempt_opened_but_never_dispatched(store: Store, request_id: str) -> None:
     worker_uuid = str(uuid.uuid4())
     store.start_attempt(request_id, 0, worker_uuid, WorkerClass.LARGE, datetime.now(UTC))  # then the master died
-    master = Master(store)
+    master = Loop(store)
 
     def script() -> Script:
         master.worker(1).complete()
@@ -39,13 +40,13 @@ def test_restarted_master_dispatches_an_attempt_opened_but_never_dispatched(stor
     assert final.status is RequestStatus.COMPLETED
 
 
-def test_restarted_master_keeps_watching_the_running_attempt(store: Store, request_id: str) -> None:
+def test_restarted_supervisor_keeps_watching_the_running_attempt(store: Store, request_id: str) -> None:
     worker_uuid = str(uuid.uuid4())
     store.start_attempt(request_id, 0, worker_uuid, WorkerClass.SMALL, datetime.now(UTC))
     store.set_attempt_flow_run(request_id, 1, "run-old")
     lease = Dispatch(request_id, worker_uuid, 1, WorkerClass.SMALL, "run-old", 0.0)
     Worker(store, lease).beat(1)  # long ago, by the master's reckoning
-    master = Master(store)
+    master = Loop(store)
     master.dispatcher.states["run-old"] = RunState.RUNNING, ""
 
     def script() -> Script:
@@ -54,17 +55,16 @@ def test_restarted_master_keeps_watching_the_running_attempt(store: Store, reque
             yield
         Worker(store, lease).complete()
 
-    final = master.run(request_id, script(), master_id="master-2")
+    final = master.run(request_id, script())
     assert master.dispatcher.dispatches == [] and master.dispatcher.cancelled == []
     assert final.status is RequestStatus.COMPLETED and len(final.attempts) == 1
-    assert final.master_flow_run_id == "master-2"
 
 
-def test_restarted_master_fences_a_dead_worker_after_its_own_timeout(store: Store, request_id: str) -> None:
+def test_restarted_supervisor_fences_a_dead_worker_after_its_own_timeout(store: Store, request_id: str) -> None:
     store.start_attempt(request_id, 0, str(uuid.uuid4()), WorkerClass.SMALL, datetime.now(UTC))
     store.set_attempt_flow_run(request_id, 1, "run-old")
     store.heartbeat(Lease(request_id, store.get_request(request_id).worker_uuid or "", 1), 3, 20, SKEWED)
-    master = Master(store)
+    master = Loop(store)
     master.dispatcher.states["run-old"] = RunState.RUNNING, ""
 
     def script() -> Script:
@@ -77,27 +77,45 @@ def test_restarted_master_fences_a_dead_worker_after_its_own_timeout(store: Stor
     assert master.dispatcher.cancelled == ["run-old"]
 
 
-def test_master_stops_when_another_master_claims_the_request(store: Store, request_id: str) -> None:
-    master = Master(store)
-
-    def script() -> Script:
-        for step in range(1, 4):
-            master.worker(1).beat(step)
-            yield
-        store.claim_master(request_id, "master-2", datetime.now(UTC))
-        for step in range(4, 100):
-            master.worker(1).beat(step)
-            yield
-
-    final = master.run(request_id, script())
-    assert final.status is RequestStatus.RUNNING and master.ticks < 10
-    assert len(master.dispatcher.dispatches) == 1 and master.dispatcher.cancelled == []
-    assert master.finalizer.finalized == []
-    assert store.get_request(request_id).master_flow_run_id == "master-2"
+def test_one_supervisor_holds_the_lease_until_its_heartbeat_goes_stale(store: Store) -> None:
+    at = datetime.now(UTC)
+    assert store.hold_lease("training-supervisor", "a", at, stale_after_s=15)
+    assert not store.hold_lease("training-supervisor", "b", at + timedelta(seconds=10), stale_after_s=15)
+    assert store.hold_lease("training-supervisor", "a", at + timedelta(seconds=12), stale_after_s=15)  # a beats
+    assert not store.hold_lease("training-supervisor", "b", at + timedelta(seconds=26), stale_after_s=15)
+    assert store.hold_lease("training-supervisor", "b", at + timedelta(seconds=28), stale_after_s=15)  # a died
+    assert not store.hold_lease("training-supervisor", "a", at + timedelta(seconds=29), stale_after_s=15)
+    assert store.lease_holder("training-supervisor") == ("b", at + timedelta(seconds=28))
+    store.release_lease("training-supervisor", "b")
+    assert store.hold_lease("training-supervisor", "a", at + timedelta(seconds=30), stale_after_s=15)
 
 
-def test_master_losing_the_race_to_start_the_first_attempt_keeps_watching(store: Store, request_id: str) -> None:
-    """Two masters saw no attempt; the other one opened it first, so this one must watch, not crash."""
+def test_supervise_ticks_only_while_holding_the_lease_and_releases_it_on_stop(store: Store, request_id: str) -> None:
+    loop = Loop(store)
+    store.hold_lease(LEASE, "other", datetime.now(UTC), stale_after_s=60)
+    waits: list[float] = []
+
+    def stop(wait: float) -> bool:
+        waits.append(wait)
+        if len(waits) == 3:
+            store.release_lease(LEASE, "other")  # the other supervisor stops cleanly
+        return len(waits) >= 6
+
+    supervise(loop.supervisor, "me", stop, interval_s=0.5, stale_after_s=60)
+    assert len(loop.dispatcher.dispatches) == 1  # ticked after it took the lease over, not before
+    assert store.get_request(request_id).status is RequestStatus.RUNNING
+    assert store.lease_holder(LEASE) is None  # released: a standby need not wait for it to go stale
+
+
+def test_two_supervisors_ticking_at_once_start_each_attempt_once(store: Store, request_id: str) -> None:
+    first, second = Loop(store), Loop(store)
+    first.tick()
+    second.tick()
+    assert len(first.dispatcher.dispatches) == 1 and second.dispatcher.dispatches == []
+
+
+def test_supervisor_losing_the_race_to_start_the_first_attempt_keeps_watching(store: Store, request_id: str) -> None:
+    """Two supervisors saw the request queued; the other opened its attempt first, so this one watches."""
     other_uuid = str(uuid.uuid4())
     original = store.start_attempt
 
@@ -108,7 +126,7 @@ def test_master_losing_the_race_to_start_the_first_attempt_keeps_watching(store:
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     store.start_attempt = raced  # type: ignore[method-assign]
-    master = Master(store)
+    master = Loop(store)
     master.dispatcher.states["run-other"] = RunState.RUNNING, ""
     lease = Dispatch(request_id, other_uuid, 1, WorkerClass.SMALL, "run-other", 0.0)
 
@@ -126,19 +144,19 @@ def test_master_losing_the_race_to_start_the_first_attempt_keeps_watching(store:
 
 def test_terminal_request_is_finalized_once_without_a_dispatch(store: Store, request_id: str) -> None:
     store.finish(request_id, 0, RequestStatus.CANCELLED, datetime.now(UTC), "cancelled by the tenant")
-    master = Master(store)
+    master = Loop(store)
     final = master.run(request_id)
     assert final.status is RequestStatus.CANCELLED
-    assert master.dispatcher.dispatches == [] and master.finalizer.finalized == [final]
+    assert master.dispatcher.dispatches == [] and [r.id for r in master.finalizer.finalized] == [final.id]
 
 
-def test_a_finalized_request_is_left_alone_by_a_master_started_again(store: Store, request_id: str) -> None:
+def test_a_finalized_request_is_left_alone_by_a_supervisor_started_again(store: Store, request_id: str) -> None:
     store.finish(request_id, 0, RequestStatus.CANCELLED, datetime.now(UTC), "cancelled by the tenant")
-    first = Master(store)
+    first = Loop(store)
     first.run(request_id)
     finalized = store.get_request(request_id)
 
-    again = Master(store)  # e.g. `prefect deployment run training-master/default --param request_id=...`
-    final = again.run(request_id, master_id="master-2")
+    again = Loop(store)  # e.g. a standby taking the lease over
+    final = again.run(request_id)
     assert again.finalizer.finalized == [] and again.dispatcher.dispatches == []
-    assert final == finalized == store.get_request(request_id)  # not even the master's claim was written
+    assert final == finalized == store.get_request(request_id)

@@ -1,7 +1,8 @@
-"""The training master's watch, driven by a fake dispatcher and a fake clock (nothing really sleeps).
+"""The training supervisor's watch and failover, driven by a fake dispatcher and a fake clock
+(nothing really sleeps).
 
-Each test scripts the workers as a generator (see tests/support/master_script.py), so a script
-reads as a timeline.
+Each test scripts the workers as a generator (see tests/support/supervisor_script.py), so a
+script reads as a timeline.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import pytest
 from tenantml.adapters.store import Store
 from tenantml.domain.request import AttemptEnd, RequestStatus, WorkerClass
 from tenantml.ports import RunState
-from tests.support.master_script import (
+from tests.support.supervisor_script import (
     INTERVAL,
     START_TIMEOUT,
     TIMEOUT,
-    Master,
+    Loop,
     Script,
     ends,
 )
 
 
 def test_first_attempt_is_dispatched_on_the_small_class(store: Store, request_id: str) -> None:
-    master = Master(store)
+    master = Loop(store)
 
     def script() -> Script:
         for step in range(1, 4):
@@ -37,19 +38,20 @@ def test_first_attempt_is_dispatched_on_the_small_class(store: Store, request_id
     assert (dispatch.request_id, dispatch.epoch, dispatch.worker_class, dispatch.at) == (
         request_id, 1, WorkerClass.SMALL, 100.0
     )
-    assert final.status is RequestStatus.COMPLETED and final.master_flow_run_id == "master-1"
+    assert final.status is RequestStatus.COMPLETED
+    assert dispatch.name.endswith("/churn attempt 1 (small)") and f"request:{request_id}" in dispatch.tags
     [attempt] = final.attempts
     assert (attempt.worker_uuid, attempt.flow_run_id, attempt.end) == (
         dispatch.worker_uuid, "run-1", AttemptEnd.COMPLETED
     )
-    assert master.finalizer.finalized == [final]
+    assert [r.id for r in master.finalizer.finalized] == [final.id]
     assert master.dispatcher.cancelled == []
 
 
 def test_lost_heartbeat_is_detected_only_after_the_timeout_of_unchanged_heartbeat(
     store: Store, request_id: str
 ) -> None:
-    master = Master(store)
+    master = Loop(store)
     last_beat: list[float] = []
 
     def script() -> Script:
@@ -71,7 +73,7 @@ def test_lost_heartbeat_is_detected_only_after_the_timeout_of_unchanged_heartbea
 
 
 def test_waiting_run_never_times_out(store: Store, request_id: str) -> None:
-    master = Master(store)
+    master = Loop(store)
     master.dispatcher.initial_state = RunState.WAITING, "Scheduled"
     started: list[float] = []
 
@@ -92,7 +94,7 @@ def test_waiting_run_never_times_out(store: Store, request_id: str) -> None:
 
 
 def test_crashed_run_fails_over_resuming_at_the_checkpoint_on_the_same_class(store: Store, request_id: str) -> None:
-    master = Master(store)
+    master = Loop(store)
 
     def script() -> Script:
         worker = master.worker(1)
@@ -118,7 +120,7 @@ def test_crashed_run_fails_over_resuming_at_the_checkpoint_on_the_same_class(sto
 
 
 def test_resource_exhausted_reported_by_the_worker_escalates_to_the_large_class(store: Store, request_id: str) -> None:
-    master = Master(store, budget=1)  # one failover allowed: the report must use exactly one
+    master = Loop(store, budget=1)  # one failover allowed: the report must use exactly one
 
     def script() -> Script:
         master.worker(1).beat(1)
@@ -136,8 +138,8 @@ def test_resource_exhausted_reported_by_the_worker_escalates_to_the_large_class(
 
 
 def test_resource_report_landing_while_the_run_ends_still_escalates(store: Store, request_id: str) -> None:
-    """The worker reports and exits between the master's read of the request and its poll of the run."""
-    master = Master(store)
+    """The worker reports and exits between the supervisor's read of the request and its poll of the run."""
+    master = Loop(store)
     polls: list[str] = []
 
     def report_then_die(flow_run_id: str) -> None:
@@ -159,7 +161,7 @@ def test_resource_report_landing_while_the_run_ends_still_escalates(store: Store
 
 
 def test_moved_and_preempted_attempts_do_not_use_the_budget(store: Store, request_id: str) -> None:
-    master = Master(store, budget=0)  # any failover would fail the request
+    master = Loop(store, budget=0)  # any failover would fail the request
 
     def script() -> Script:
         master.worker(1).beat(1)
@@ -177,11 +179,11 @@ def test_moved_and_preempted_attempts_do_not_use_the_budget(store: Store, reques
     assert ends(final) == [AttemptEnd.MOVED, AttemptEnd.PREEMPTED, AttemptEnd.COMPLETED]
     assert [d.worker_class for d in master.dispatcher.dispatches] == [WorkerClass.SMALL] * 3
     assert final.status is RequestStatus.COMPLETED and final.failovers == 0
-    assert master.dispatcher.cancelled == ["run-1", "run-2"]
+    assert master.dispatcher.cancelled == ["run-1"]  # the preempted worker stops by itself
 
 
 def test_exhausted_budget_fails_the_request_naming_the_attempts(store: Store, request_id: str) -> None:
-    master = Master(store, budget=2)
+    master = Loop(store, budget=2)
     master.dispatcher.initial_state = RunState.FAILED, "Crashed"  # a poison request: every worker dies
 
     final = master.run(request_id)
@@ -190,11 +192,11 @@ def test_exhausted_budget_fails_the_request_naming_the_attempts(store: Store, re
     assert "after 3 attempts" in (final.reason or "") and "Crashed" in (final.reason or "")
     assert ends(final) == [AttemptEnd.CRASHED] * 3
     assert all(attempt.ended_at is not None for attempt in final.attempts)
-    assert (final.worker_uuid, master.finalizer.finalized) == (None, [final])
+    assert (final.worker_uuid, [r.id for r in master.finalizer.finalized]) == (None, [final.id])
 
 
 def test_failures_each_after_a_new_checkpoint_never_exhaust_the_budget(store: Store, request_id: str) -> None:
-    master = Master(store, budget=2)
+    master = Loop(store, budget=2)
 
     def script() -> Script:
         for number in range(1, 6):  # five workers die, each after committing a checkpoint of its own
@@ -214,7 +216,7 @@ def test_failures_each_after_a_new_checkpoint_never_exhaust_the_budget(store: St
 
 
 def test_user_error_fails_at_once_without_using_the_budget(store: Store, request_id: str) -> None:
-    master = Master(store)
+    master = Loop(store)
 
     def script() -> Script:
         master.worker(1).report(AttemptEnd.USER_ERROR, "target column 'y' is not in the dataset")
