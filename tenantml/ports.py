@@ -111,7 +111,7 @@ class RequestStore(RequestReader, Protocol):
         ...
 
     def count_waiting(self, tenant: str) -> int:
-        """Active requests of the tenant whose training code has not started yet."""
+        """The tenant's requests in the scheduler's queue (pending or waiting), for its queued limit."""
         ...
 
     def last_completed(self, tenant: str, model: str) -> TrainingRequest | None: ...
@@ -269,7 +269,7 @@ class WorkerFleet(Protocol):
     ``counts`` are the numbers asked for (ECS's desired count), not the ones up yet, so that a
     worker still starting is not asked for twice. ``scale`` sets the desired number. A backend that
     removes workers must drain them (stop taking runs, exit when they are done) and never kill a
-    running training; none does yet (see :mod:`tenantml.services.provisioner`). Backends raise
+    running training: the local backend does (:mod:`tenantml.local.drain`); ECS does not yet. Backends raise
     ServiceUnavailable when their platform does not answer, InvalidRequest for an unknown class.
     """
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests, supervisor_leases
 from tenantml.adapters.rows import stored_key, to_attempt, to_request
+from tenantml.adapters.fleet_records import FleetRecords
 from tenantml.adapters.tenant_records import TenantRecords
 from tenantml.adapters.workload import WorkloadCounts
 from tenantml.domain.request import (
@@ -40,7 +41,7 @@ _WORKING = sorted(status.value for status in WORKING)
 _QUEUED = sorted(status.value for status in QUEUED)
 
 
-class Store(TenantRecords, WorkloadCounts):
+class Store(TenantRecords, WorkloadCounts, FleetRecords):
     """Reads and writes training metadata; every method is one transaction."""
 
     # -- requests ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tenantml.adapters.fleet_records import FleetRecord, FleetRecords
+from tenantml.adapters.fleet_records import FleetRecord
 from tenantml.cli.output import JsonOption, print_json, print_table
 from tenantml.cli.session import session
 from tenantml.errors import InvalidRequest
@@ -24,7 +24,7 @@ def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if current.api_key is not None:
         raise InvalidRequest("the workers are the operator's: unset TENANTML_API_KEY to see them")
     # The provisioner's table, read where the store reads the rest of the metadata.
-    found = FleetRecords(current.connection.store.engine).fleet_records()
+    found = current.connection.store.fleet_records()
     if as_json:
         print_json([as_dict(record) for record in found])
         return

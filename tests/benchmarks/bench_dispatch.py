@@ -20,7 +20,8 @@ REQUESTS = int(os.environ.get("BENCH_DISPATCH_REQUESTS", "10"))
 def measure(query_seconds: float, fork_server: bool) -> dict[str, list[float]]:
     home = Path(tempfile.mkdtemp(prefix="tenantml-bench-dispatch-"))
     settings = load_settings(home=home, prefect={"worker_query_seconds": query_seconds, "small_workers": 1,
-                                                 "large_workers": 0, "fork_server": fork_server})
+                                                 "large_workers": 0, "fork_server": fork_server},
+                             fleet={"provisioner": False})
     embedded, platform = start_platform(settings)
     try:
         tenant = platform.new_tenant()

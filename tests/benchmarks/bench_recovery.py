@@ -215,7 +215,7 @@ def _hang_peer(peer: dict[str, list[float]]) -> str:
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="tenantml-bench-recovery-"))
     settings = load_settings(home=home, training={"attempt_budget": 10_000},
-                             prefect={"small_workers": 2, "large_workers": 0})
+                             prefect={"small_workers": 2, "large_workers": 0}, fleet={"provisioner": False})
     embedded, platform = start_platform(settings)
     # Either side can be reused from the last run (BENCH_REUSE_OURS=1, BENCH_REUSE_PEER=1): the
     # peer's hangs take minutes each, and a change to tenantml does not change Prefect's numbers.
