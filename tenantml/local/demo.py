@@ -94,7 +94,7 @@ def wait_all(connection: Connection, request_ids: list[str], timeout_s: float = 
         if line != last_line:
             print(line, flush=True)
             last_line = line
-        if all(r.status.is_terminal for r in requests):
+        if all(r.status.is_terminal and r.finalized_at for r in requests):  # promoted and cleaned up
             return requests
         if time.monotonic() > deadline:
             raise TimeoutError(f"demo trainings did not finish within {timeout_s:.0f} s")
