@@ -50,8 +50,19 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
     tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
     background = BackgroundSender()  # Prefect and MLflow calls off the training's hot path; before the limit
     limit_resources(settings.training, WorkerClass(worker_class))
+    lease = Lease(request_id, worker_uuid, epoch)
+    try:  # a superseded run (the UI's Retry on a replaced attempt) writes nothing, not even progress
+        connection.store.check_current(lease)
+    except StaleEpoch:
+        current = connection.store.get_request(request_id)
+        logger.warning("request %s: lease %s was superseded (the request is at attempt %s, %s); nothing to do",
+                       request_id, epoch, len(current.attempts), current.status.value)
+        return Cancelled(message=f"superseded by attempt {len(current.attempts)}")
+    request = connection.store.get_request(request_id)
     progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync in a sync flow
-        progress=0.0, key=f"progress-{request_id}", description=f"Training {request_id}, attempt epoch {epoch}"
+        progress=0.0, key=f"progress-{request_id}",
+        description=f"{request.tenant}/{request.model}: attempt {len(request.attempts)} on {worker_class} "
+                    f"(lease {epoch}), request {request_id}",
     )
     last_update = 0.0
 
@@ -65,7 +76,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
             last_update = now
 
     attempt = TrainingAttempt(
-        Lease(request_id, worker_uuid, epoch),
+        lease,
         connection.store,
         tracking,
         registry,

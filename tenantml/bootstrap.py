@@ -122,15 +122,17 @@ class Connection:
     def supervisor(self, capacity: Capacity, finalizing: Executor | None = None) -> TrainingSupervisor:
         """The training supervisor over this connection: finalization through MLflow (imported when a
         request first ends), the attempts tables published to Prefect off the loop's thread."""
-        from tenantml.adapters.orchestration import AttemptsPublisher
+        from tenantml.adapters.orchestration import AttemptsPublisher, PrefectRunLogs
         from tenantml.services.background import BackgroundSender
         from tenantml.services.supervisor import TrainingSupervisor
 
         settings = self.settings
+        sender = BackgroundSender("tenantml-prefect-display")
         return TrainingSupervisor(
             self.store, self.dispatcher, _LazyCompletion(self, settings.training.checkpoint_retention), capacity,
-            settings.training, settings.scheduler, on_change=AttemptsPublisher(BackgroundSender("tenantml-attempts"), settings.prefect.api_url).publish,
+            settings.training, settings.scheduler, on_change=AttemptsPublisher(sender, settings.prefect.api_url).publish,
             finalizing=finalizing, default_max_running=settings.quotas.max_running,
+            run_log=PrefectRunLogs(sender, settings.prefect.api_url),
         )
 
 

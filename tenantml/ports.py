@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from tenantml.domain.dataset import StoredDataset
 from tenantml.domain.provisioning import Workload
 from tenantml.domain.request import (
     AttemptEnd,
@@ -33,6 +34,7 @@ __all__ = [
     "Capacity",
     "CheckpointStore",
     "DatasetStorage",
+    "DatasetUpload",
     "Dispatcher",
     "MetadataStore",
     "ModelRegistry",
@@ -40,6 +42,7 @@ __all__ = [
     "RequestReader",
     "RequestStore",
     "RunState",
+    "RunLog",
     "RunTracking",
     "SupervisorStore",
     "TenantDirectory",
@@ -251,6 +254,22 @@ class DatasetStorage(Protocol):
     def prefix(self, tenant: str) -> Path: ...
     def resolve(self, tenant: str, dataset: str) -> Path: ...
     def add(self, tenant: str, source: Path, name: str | None = None) -> Path: ...
+    def datasets(self, tenant: str) -> list[StoredDataset]: ...
+    def delete(self, tenant: str, dataset: str) -> Path: ...
+    def open_upload(self, tenant: str, name: str, limit: int) -> DatasetUpload: ...
+
+
+class DatasetUpload(Protocol):
+    """A dataset arriving in pieces (see TenantStorage.open_upload): write, then commit or discard."""
+
+    size: int
+    destination: Path
+    partial: Path
+
+    def write(self, chunk: bytes) -> None: ...
+    def close(self) -> None: ...
+    def commit(self) -> Path: ...
+    def discard(self) -> None: ...
 
 
 # -- the provisioner ---------------------------------------------------------------------------
@@ -275,6 +294,15 @@ class WorkerFleet(Protocol):
 
     def counts(self) -> dict[str, int]: ...
     def scale(self, worker_class: str, desired: int) -> None: ...
+
+
+class RunLog(Protocol):
+    """Where the supervisor writes its decisions for people: the log of the attempt's run.
+
+    Best effort: a slow or absent orchestrator loses lines, never delays a decision.
+    """
+
+    def note(self, flow_run_id: str | None, message: str, warning: bool = False) -> None: ...
 
 
 class Capacity(Protocol):

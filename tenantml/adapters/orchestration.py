@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from prefect.states import Cancelling
 from tenantml.domain.request import Lease, TrainingRequest, WorkerClass
 from tenantml.ports import RunState
 
-__all__ = ["AttemptsPublisher", "PrefectDispatcher", "worker_deployment"]
+__all__ = ["AttemptsPublisher", "PrefectDispatcher", "PrefectRunLogs", "worker_deployment"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class PrefectDispatcher:
                             "worker_class": worker_class.value},
                 timeout=0,
                 idempotency_key=f"{lease.request_id}:{lease.epoch}",
-                flow_run_name=name or f"{lease.request_id[:8]}-epoch-{lease.epoch}",
+                flow_run_name=name or f"{lease.request_id[:8]} lease {lease.epoch}",
                 tags=list(tags) or [f"request:{lease.request_id}"],
                 as_subflow=False,
             )
@@ -148,15 +149,15 @@ class AttemptsPublisher:
         from prefect.artifacts import TableArtifact
         from prefect.client.schemas.actions import ArtifactCreate
 
-        from tenantml.services.history import attempt_rows
+        from tenantml.services.history import attempt_table, describe
 
         attempt = request.current_attempt
-        table = TableArtifact(table=attempt_rows(request), key=f"attempts-{request.id}")
+        table = TableArtifact(table=attempt_table(request), key=f"attempts-{request.id}")
         with self._client() as client:
             client.create_artifact(ArtifactCreate(
                 key=f"attempts-{request.id}", type="table", data=table.format(),
-                description=f"Attempts of request {request.id} ({request.tenant}/{request.model}): "
-                            f"{request.status.value}",
+                description=f"Attempts of {request.tenant}/{request.model} (request {request.id}): "
+                            f"{describe(request)}. Times are UTC.",
                 flow_run_id=UUID(attempt.flow_run_id) if attempt and attempt.flow_run_id else None,
             ))
 
@@ -164,3 +165,25 @@ class AttemptsPublisher:
     def _client(self) -> Iterator[SyncPrefectClient]:
         with _api(self.api_url), get_client(sync_client=True) as client:
             yield client
+
+
+class PrefectRunLogs:
+    """The supervisor's decisions as log lines of the attempt's worker run (its Logs tab in the UI),
+    sent off the caller's thread: the supervisor runs no flow of its own to log into."""
+
+    def __init__(self, sender: _Sender, api_url: str | None = None) -> None:
+        self.sender, self.api_url = sender, api_url
+
+    def note(self, flow_run_id: str | None, message: str, warning: bool = False) -> None:
+        if not flow_run_id:
+            return
+        at = datetime.now(UTC)
+        self.sender.submit(f"logging to flow run {flow_run_id}", lambda: self._send(flow_run_id, message, warning, at))
+
+    def _send(self, flow_run_id: str, message: str, warning: bool, at: datetime) -> None:
+        from prefect.client.schemas.actions import LogCreate
+
+        with _api(self.api_url), get_client(sync_client=True) as client:
+            client.create_logs([LogCreate(name="tenantml.supervisor", level=logging.WARNING if warning else logging.INFO,
+                                          message=message, timestamp=at,  # type: ignore[arg-type]  # validated
+                                          flow_run_id=UUID(flow_run_id))])

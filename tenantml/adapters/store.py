@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests, supervisor_leases
@@ -370,6 +370,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords):
                 .where(*self._lease(lease))
                 .values(
                     status=RequestStatus.COMPLETED.value,
+                    step=func.coalesce(requests.c.total_steps, requests.c.step),  # the last beat may lag
                     model_version=model_version,
                     metrics=dict(metrics),
                     worker_uuid=None,

@@ -115,7 +115,7 @@ class Tracking:
     def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint:
         """Upload a checkpoint under a path unique to the epoch; nothing points at it yet."""
         with mlflow_calls(self.tracking_uri, "uploading a checkpoint"):
-            artifact_path = f"checkpoints/epoch-{epoch}"
+            artifact_path = f"checkpoints/lease-{epoch}"  # the fencing epoch, in words people read
             name = f"step-{step:08d}.pkl"
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / name
@@ -139,8 +139,9 @@ class Tracking:
         with mlflow_calls(self.tracking_uri, "pruning checkpoints"):
             repo = get_artifact_repository(self._artifact_root(run_id), tracking_uri=self.tracking_uri)
             files: list[Any] = []
-            for folder in repo.list_artifacts("checkpoints"):
-                files.extend(f for f in repo.list_artifacts(folder.path) if not f.is_dir)
+            folders = [folder.path for folder in repo.list_artifacts("checkpoints") if folder.is_dir]
+            for folder in folders:
+                files.extend(f for f in repo.list_artifacts(folder) if not f.is_dir)
             files.sort(key=lambda f: f.path.rsplit("step-", 1)[-1], reverse=True)
             kept = {f.path for f in files[:retention]}
             if keep is not None and retention > 0:
@@ -150,5 +151,8 @@ class Tracking:
                 if f.path not in kept:
                     repo.delete_artifacts(f.path)
                     removed += 1
+            for folder in folders:  # no empty lease-N/ folders left behind in the MLflow UI
+                if not any(path.startswith(folder + "/") for path in kept):
+                    repo.delete_artifacts(folder)
             return removed
 

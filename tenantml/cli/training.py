@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from tenantml.cli.output import JsonOption, format_metrics, print_json, print_table, progress_bar
-from tenantml.cli.session import TenantOption, session
+from tenantml.cli.session import Session, TenantOption, session
 from tenantml.domain.admission import Decision
 from tenantml.domain.request import RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest
+from tenantml.services.history import describe
 from tenantml.ports import RequestStore
 from tenantml.services import trainings
 
@@ -56,13 +57,20 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a training request and print its id; with --wait, also how it ended (exit 1 if it failed)."""
+    current = session(ctx)
+    if current.tenant_api is not None:
+        current.required_tenant(tenant)
+        answer = current.tenant_api.submit(
+            model=model, dataset=dataset, target=target, algorithm=algorithm, params=parse_params(param or []),
+            force=force, idempotency_key=idempotency_key, promotion=promotion)
+        _report(answer, as_json, lambda request_id: _follow_remote(current, request_id, not as_json) if wait else None)
+        return
     from tenantml.services.admission import (  # scikit-learn: 1 s, for train only
         SubmissionLimits,
         TrainingOrder,
         submit_training,
     )
 
-    current = session(ctx)
     connection = current.connection
     order = TrainingOrder(
         tenant=current.required_tenant(tenant), model=model, dataset=dataset, target=target, algorithm=algorithm,
@@ -74,26 +82,45 @@ def train(
         print(f"warning: {silence}; the request waits in the queue until one runs", file=sys.stderr)
     result: dict[str, Any] = {"request_id": admission.request_id, "decision": admission.decision.value,
                               "message": admission.message}
+
+    def ended(request_id: str) -> dict[str, Any]:
+        request = wait_with_progress(connection.store, request_id, show_progress=not as_json)
+        return {"status": request.status.value, "model_version": request.model_version, "reason": request.reason}
+
+    _report(result, as_json, ended if wait else lambda _: None)
+
+
+def _report(result: dict[str, Any], as_json: bool, wait: Callable[[str], dict[str, Any] | None]) -> None:
+    """Print the admission; if ``wait`` gives how the request ended, that too (exit 1 if it failed)."""
     if not as_json:
-        accepted = admission.decision is Decision.ACCEPTED
-        print(admission.request_id if accepted else f"{admission.request_id} ({admission.message})", flush=True)
-    if wait:
-        ended = wait_with_progress(connection.store, admission.request_id, show_progress=not as_json)
-        result.update(status=ended.status.value, model_version=ended.model_version, reason=ended.reason)
+        accepted = result["decision"] == Decision.ACCEPTED.value
+        print(result["request_id"] if accepted else f"{result['request_id']} ({result['message']})", flush=True)
+    end = wait(result["request_id"])
+    if end is not None:
+        result.update(end)
     if as_json:
         print_json(result)
-    elif wait:
+    elif end is not None:
         print(result["status"] + (f": version {result['model_version']}" if result["model_version"] else "")
               + (f" ({result['reason']})" if result["reason"] else ""))
-    if wait and result["status"] == RequestStatus.FAILED.value:
+    if end is not None and result["status"] == RequestStatus.FAILED.value:
         raise typer.Exit(1)
+
+
+def _follow_remote(current: Session, request_id: str, show_progress: bool) -> dict[str, Any]:
+    """`train --wait` in tenant mode: the tenant API's progress events, until the end."""
+    assert current.tenant_api is not None
+    with progress_bar(enabled=show_progress) as show:
+        view = current.tenant_api.follow(
+            request_id, lambda p: show(p["status"], p["step"], p["total_steps"], p["attempt"]), WAIT_TIMEOUT_S)
+    return {"status": view["status"], "model_version": view["model_version"], "reason": view["reason"]}
 
 
 def wait_with_progress(store: RequestStore, request_id: str, show_progress: bool) -> TrainingRequest:
     with progress_bar(enabled=show_progress) as show:
         return trainings.wait_for_request(
             store, request_id, WAIT_TIMEOUT_S,
-            lambda request: show(request.status.value, request.step, request.total_steps, len(request.attempts)),
+            lambda request: show(describe(request), request.step, request.total_steps, len(request.attempts)),
         )
 
 
@@ -106,7 +133,11 @@ def runs(
 ) -> None:
     """Training requests, newest first (an operator sees every tenant's unless --tenant names one)."""
     current = session(ctx)
-    views = trainings.list_requests(current.connection.store, current.acting_tenant(tenant), limit)
+    if current.tenant_api is not None:
+        current.acting_tenant(tenant)
+        views = current.tenant_api.trainings(limit)
+    else:
+        views = trainings.list_requests(current.connection.store, current.acting_tenant(tenant), limit)
     if as_json:
         print_json([{key: value for key, value in view.items() if key != "attempts"} for view in views])
         return
@@ -119,7 +150,10 @@ def runs(
 def show_run(ctx: typer.Context, request_id: RequestId, as_json: JsonOption = False) -> None:
     """Status and attempt history: worker UUID, class, how each attempt ended, where it resumed."""
     current = session(ctx)
-    view = trainings.show_request(current.connection.store, request_id, current.acting_tenant())
+    if current.tenant_api is not None:
+        view = current.tenant_api.training(request_id)
+    else:
+        view = trainings.show_request(current.connection.store, request_id, current.acting_tenant())
     if as_json:
         print_json(view)
         return
@@ -145,5 +179,8 @@ def move_run(ctx: typer.Context, request_id: RequestId) -> None:
 def cancel_run(ctx: typer.Context, request_id: RequestId) -> None:
     """Cancel a training that has not ended; its worker is fenced off at its next write."""
     current = session(ctx)
-    trainings.cancel_request(current.connection.store, request_id, current.acting_tenant(), datetime.now(UTC))
+    if current.tenant_api is not None:
+        current.tenant_api.cancel(request_id)
+    else:
+        trainings.cancel_request(current.connection.store, request_id, current.acting_tenant(), datetime.now(UTC))
     print(f"request {request_id}: cancelled")

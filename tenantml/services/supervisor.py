@@ -49,7 +49,7 @@ from tenantml.domain.scheduling import Plan, Policy, Running, Waiting, plan
 from tenantml.domain.tenant import effective_limits
 from tenantml.domain.usage import usage_by_tenant
 from tenantml.errors import StaleEpoch
-from tenantml.ports import Capacity, Dispatcher, RequestStore, RunState, SupervisorStore
+from tenantml.ports import Capacity, Dispatcher, RequestStore, RunLog, RunState, SupervisorStore
 from tenantml.settings import SchedulerSettings, TrainingSettings
 
 __all__ = ["LEASE", "Finalizer", "Tick", "TrainingSupervisor", "supervise"]
@@ -78,6 +78,11 @@ class _Inline(Executor):
         except BaseException as err:  # noqa: BLE001  # handed to the caller through the future
             future.set_exception(err)
         return future
+
+
+class _Silent:
+    def note(self, flow_run_id: str | None, message: str, warning: bool = False) -> None:
+        pass
 
 
 @dataclass
@@ -114,15 +119,18 @@ class TrainingSupervisor:
         clock: Callable[[], float] = time.monotonic,
         finalizing: Executor | None = None,
         default_max_running: int | None = None,
+        run_log: RunLog | None = None,
     ) -> None:
         """``on_change`` is called with a request whenever its status or attempts changed (the
         Prefect attempts table); ``finalizing`` runs the finalizer (inline unless given);
-        ``default_max_running`` is the running limit of a tenant without one of its own."""
+        ``default_max_running`` is the running limit of a tenant without one of its own; ``run_log``
+        gets each decision in words, for the log of the attempt's run."""
         self.store, self.dispatcher, self.finalizer, self.capacity = store, dispatcher, finalizer, capacity
         self.settings, self.scheduler = settings, scheduler or SchedulerSettings()
         self.on_change = on_change or (lambda request: None)
         self.clock, self.default_max_running = clock, default_max_running
         self.finalizing = finalizing or _Inline()
+        self.run_log = run_log or _Silent()
         self._seen: dict[str, _Seen] = {}
         self._shown: dict[str, tuple[object, ...]] = {}
         self._finals: dict[str, Future[object]] = {}
@@ -206,11 +214,17 @@ class TrainingSupervisor:
         try:
             if isinstance(decision, Fail):
                 self.store.finish(request.id, request.epoch, RequestStatus.FAILED, now, decision.reason, event.end)
+                self.run_log.note(attempt.flow_run_id, f"UUID event {event.end.value} ({event.reason}): "
+                                  f"the request fails: {decision.reason}", warning=True)
             else:
                 log.warning("request %s: UUID event %s (%s); queued to resume from step %s on %s",
                             request.id, event.end.value, event.reason,
                             request.checkpoint.step if request.checkpoint else 0, decision.worker_class.value)
                 self.store.requeue(request.id, request.epoch, decision.worker_class, now, event.end, event.reason)
+                at = request.checkpoint.step if request.checkpoint else 0
+                self.run_log.note(attempt.flow_run_id, f"UUID event {event.end.value} ({event.reason}): worker "
+                                  f"{attempt.worker_uuid} is fenced off; the request is queued to resume from step "
+                                  f"{at} on the {decision.worker_class.value} class", warning=event.end.is_failover)
         except StaleEpoch:
             return False  # somebody else (a worker finishing, an operator's cancel) moved first
         self._seen.pop(request.id, None)
@@ -244,6 +258,9 @@ class TrainingSupervisor:
             request = by_id[preemption.request_id]
             if self.store.request_preemption(request.id, request.epoch, preemption.reason, now):
                 log.info("request %s: preempting its attempt: %s", request.id, preemption.reason)
+                current = request.current_attempt
+                self.run_log.note(current.flow_run_id if current else None,
+                                  f"asked to checkpoint and hand back for fair share: {preemption.reason}")
         return decided
 
     def _policy_now(self, now: datetime, tenants: set[str]) -> tuple[Policy, Mapping[str, float]]:
@@ -284,6 +301,9 @@ class TrainingSupervisor:
             return
         self.store.set_attempt_flow_run(lease.request_id, lease.epoch, flow_run_id)
         self._seen[request.id] = _Seen((lease.epoch, None, request.step), self.clock())
+        resume = f", resuming from step {request.checkpoint.step}" if request.checkpoint else ""
+        self.run_log.note(flow_run_id, f"dispatched attempt {number} of {request.tenant}/{request.model} to a "
+                          f"{worker_class.value} worker: UUID {lease.worker_uuid}, lease {lease.epoch}{resume}")
 
     # -- finalize, show, forget --------------------------------------------------------------
     def _finalize(self, request: TrainingRequest) -> None:
@@ -299,7 +319,12 @@ class TrainingSupervisor:
         except Exception:  # MLflow or the database is down: the next tick tries again
             log.warning("request %s: finalization failed; retrying", request.id, exc_info=True)
             return
-        self.on_change(self.store.get_request(request.id))
+        final = self.store.get_request(request.id)
+        attempt = final.current_attempt
+        outcome = f"version {final.model_version} registered" if final.model_version else final.status.value
+        self.run_log.note(attempt.flow_run_id if attempt else None,
+                          f"finalized: {outcome} ({final.spec.promotion} promotion), checkpoints pruned")
+        self.on_change(final)
 
     def _show(self, before: list[TrainingRequest], report: Tick) -> None:
         """Tell ``on_change`` about every request whose status or attempts moved since the last tick."""

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
-from tenantml.errors import InvalidRequest, TenantmlError
+from tenantml.errors import AlreadyEnded, TenantmlError
 from tenantml.ports import RequestFinisher, RequestReader, RequestStore
-from tenantml.services.history import attempt_rows
+from tenantml.services.history import attempt_rows, describe
 from tenantml.services.supervisor import LEASE as SUPERVISOR_LEASE
 
 __all__ = ["cancel_request", "list_requests", "move_request", "request_view", "show_request", "supervisor_silence",
@@ -31,6 +31,7 @@ def request_view(request: TrainingRequest) -> dict[str, Any]:
         "model": request.model,
         "algorithm": request.spec.algorithm,
         "status": request.status.value,
+        "state": describe(request),
         "reason": request.reason,
         "step": request.step,
         "total_steps": request.total_steps,
@@ -43,6 +44,7 @@ def request_view(request: TrainingRequest) -> dict[str, Any]:
         "mlflow_run_id": request.mlflow_run_id,
         "created_at": request.created_at,
         "finished_at": request.finished_at,
+        "finalized_at": request.finalized_at,
         "attempts": attempt_rows(request),
     }
 
@@ -82,12 +84,13 @@ class _Cancelling(RequestReader, RequestFinisher, Protocol):
     pass
 
 
-def cancel_request(store: _Cancelling, request_id: str, tenant: str | None, now: datetime) -> None:
+def cancel_request(store: _Cancelling, request_id: str, tenant: str | None, now: datetime,
+                   by: str = "an operator") -> None:
     """End the request as cancelled; the epoch moves on, so its worker's next write fences it off."""
     request = store.get_request(request_id, tenant=tenant)
     if request.status.is_terminal:
-        raise InvalidRequest(f"request {request_id} has already ended ({request.status.value})")
-    store.finish(request.id, request.epoch, RequestStatus.CANCELLED, now, "cancelled by an operator",
+        raise AlreadyEnded(request_id, request.status.value)
+    store.finish(request.id, request.epoch, RequestStatus.CANCELLED, now, f"cancelled by {by}",
                  AttemptEnd.CANCELLED)
 
 

@@ -39,7 +39,7 @@ def one_training(store: Store, storage: TenantStorage, tracking: Tracking, regis
     outcome = attempt.run()
     assert outcome.model_version, outcome
     commits = len([f for f in tracking.client.list_artifacts(store.get_request(admission.request_id).mlflow_run_id,
-                                                             f"checkpoints/epoch-{epoch}")])
+                                                             f"checkpoints/lease-{epoch}")])
     return time.perf_counter() - started, commits
 
 

@@ -42,7 +42,7 @@ def _running_attempt(platform: RunningPlatform, request_id: str, after_epoch: in
         attempt = request.current_attempt
         if attempt is None or attempt.epoch <= after_epoch or attempt.running_at is None or not attempt.flow_run_id:
             return None
-        if not request.checkpoint or f"epoch-{attempt.epoch}/" not in request.checkpoint.uri:
+        if not request.checkpoint or f"lease-{attempt.epoch}/" not in request.checkpoint.uri:
             return None
         pid = flow_run_pid(attempt.flow_run_id)
         return (request, pid) if pid else None

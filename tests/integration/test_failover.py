@@ -38,7 +38,7 @@ def _worker_with_checkpoint(platform: RunningPlatform, request_id: str, after_st
             raise AssertionError(f"request ended before the failure could be injected: {request.status}")
         if not (request.checkpoint and request.checkpoint.step > after_step and attempt and attempt.flow_run_id):
             return None
-        if request.checkpoint.uri.find(f"epoch-{request.epoch}/") < 0:
+        if request.checkpoint.uri.find(f"lease-{request.epoch}/") < 0:
             return None
         pid = flow_run_pid(attempt.flow_run_id)
         return (request, pid) if pid else None
@@ -98,7 +98,7 @@ def test_hung_worker_is_fenced_and_its_late_writes_are_refused(platform: Running
     assert final.status is RequestStatus.COMPLETED, final.reason
     assert final.attempts[0].end is AttemptEnd.HEARTBEAT_LOST
     assert fenced.worker_uuid != request.worker_uuid
-    assert f"/epoch-{request.epoch}/" not in final.checkpoint.uri
+    assert f"/lease-{request.epoch}/" not in final.checkpoint.uri
     assert platform.connection.registry.versions_for_request(tenant, "m", final.id) == [final.model_version]
     run = mlflow.MlflowClient(platform.mlflow_uri).get_run(final.mlflow_run_id)
     assert run.data.tags["tenantml.worker_uuid"] != request.worker_uuid

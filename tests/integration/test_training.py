@@ -34,7 +34,9 @@ def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform:
     final = platform.wait_done(admission.request_id)
     assert final.status is RequestStatus.COMPLETED, final.reason
 
-    assert _artifacts(platform, f"attempts-{final.id}"), "the master's attempt table"
+    table = wait_for(lambda: [a for a in _artifacts(platform, f"attempts-{final.id}") if "completed" in str(a.data)],
+                     30, "the attempts table of the finished request")
+    assert '"outcome"' in str(table[0].data) and '"lease"' in str(table[0].data)
     progress = wait_for(lambda: [a for a in _artifacts(platform, f"progress-{final.id}") if a.data == 100.0], 30,
                         "the worker's progress artifact to reach 100%")
     assert progress
@@ -42,6 +44,8 @@ def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform:
     folders = mlflow.list_artifacts(final.mlflow_run_id, "checkpoints")
     kept = [f for folder in folders for f in mlflow.list_artifacts(final.mlflow_run_id, folder.path)]
     assert len(kept) == platform.settings.training.checkpoint_retention
+    assert all(mlflow.list_artifacts(final.mlflow_run_id, folder.path) for folder in folders)  # none left empty
+    assert all("/lease-" in f"/{folder.path}" for folder in folders)
     assert mlflow.get_model_version_by_alias(f"{tenant}.m", "champion").version == final.model_version
     wait_for(lambda: mlflow.get_run(final.mlflow_run_id).data.tags.get("tenantml.model_version")
              == final.model_version, 30, "the worker's last mirror (status and version) in the MLflow run")

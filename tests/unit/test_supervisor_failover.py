@@ -226,3 +226,33 @@ def test_user_error_fails_at_once_without_using_the_budget(store: Store, request
     assert len(master.dispatcher.dispatches) == 1
     assert (final.status, final.reason) == (RequestStatus.FAILED, "target column 'y' is not in the dataset")
     assert ends(final) == [AttemptEnd.USER_ERROR]
+
+
+class RecordedLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str | None, str]] = []
+
+    def note(self, flow_run_id: str | None, message: str, warning: bool = False) -> None:
+        self.lines.append((flow_run_id, message))
+
+
+def test_each_decision_is_logged_into_the_attempts_own_run(store: Store, request_id: str) -> None:
+    master = Loop(store)
+    master.supervisor.run_log = recorded = RecordedLog()
+
+    def script() -> Script:
+        master.worker(1).checkpoint(4)
+        master.worker(1).beat(5)
+        yield
+        master.dispatcher.states["run-1"] = RunState.FAILED, "Crashed: process killed"
+        yield from master.until_dispatched(2)
+        master.worker(2).complete()
+
+    master.run(request_id, script())
+    runs = [run for run, _ in recorded.lines]
+    assert runs == ["run-1", "run-1", "run-2", "run-2"]
+    dispatched, event, resumed, finalized = (message for _, message in recorded.lines)
+    assert dispatched.startswith("dispatched attempt 1 of ") and "to a small worker: UUID" in dispatched
+    assert "UUID event crashed" in event and "queued to resume from step 4 on the small class" in event
+    assert "dispatched attempt 2" in resumed and resumed.endswith("resuming from step 4")
+    assert finalized.startswith("finalized: version 1 registered")
