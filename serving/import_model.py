@@ -1,9 +1,10 @@
 """Import a tenant's champion (or a given version) from the MLflow registry into the BentoML model store.
 
-The explicit step between MLflow and BentoML: the model is loaded with the native sklearn flavour
-(``mlflow.sklearn.load_model``) and saved with ``bentoml.sklearn.save_model`` as
-``<slug>-<hash>:v<version>`` (see :mod:`tenantml.inference.bento_names`), labelled with its registry
-name, version, run and tenant, its feature schema in the metadata. The inference service loads a
+The explicit step between MLflow and BentoML: the version is loaded the way the inference service
+loads it (its digest checked, its skops file read with the trusted types only) and saved into the
+BentoML store as ``<slug>-<hash>:v<version>`` (see :mod:`tenantml.inference.bento_names`): a
+``model.skops`` file, never a pickle, labelled with its registry name, version, run and tenant, its
+feature schema and the file's SHA-256 in the metadata. The inference service loads a
 version from the store when it is there, so an imported champion is served without reaching
 MLflow's artifact store; which version is the champion still comes from the registry alias.
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from tenantml.errors import InvalidRequest, TenantmlError
@@ -50,13 +52,18 @@ def import_champion(settings: Settings, tenant: str, model: str, version: str | 
         stored = bentoml.models.get(tag)
         imported = False
     except BentoNotFound:
+        import skops.io
+
+        from tenantml.inference.bento_names import BENTO_FILE, BENTO_FILE_DIGEST
+        from tenantml.ml.model_files import bytes_digest
+
         loaded = models.load(tenant, model, version)
-        bentoml.sklearn.save_model(
-            tag,
-            loaded.estimator,
-            labels=bento_labels(tenant, model, version, loaded.run_id),
-            metadata={"features": loaded.schema.to_tag(), "tracking_uri": models.tracking_uri},
-        )
+        content = skops.io.dumps(loaded.estimator)
+        metadata = {"features": loaded.schema.to_tag(), "tracking_uri": models.tracking_uri,
+                    BENTO_FILE_DIGEST: bytes_digest(content)}
+        with bentoml.models.create(tag, labels=bento_labels(tenant, model, version, loaded.run_id),
+                                   metadata=metadata) as created:
+            Path(created.path_of(BENTO_FILE)).write_bytes(content)
         stored = bentoml.models.get(tag)  # where it landed in the store
         imported = True
     return {

@@ -7,9 +7,12 @@
 * Auth: :class:`~tenantml.inference.gate.TenantGate` (an ASGI middleware) maps the key's SHA-256
   to a tenant in the platform database and checks the body's size and shape, before any of it
   reaches BentoML's parser.
-* Models: the champion of ``<tenant>.<model>`` in the MLflow registry, loaded on demand with the
-  native sklearn flavour into an LRU cache (``TENANTML_SERVING__MODEL_CACHE_SIZE``); a version
-  imported into the BentoML model store by ``serving/import_model.py`` is loaded from there.
+* Models: the champion of ``<tenant>.<model>`` in the MLflow registry, loaded on demand into an LRU
+  cache (``TENANTML_SERVING__MODEL_CACHE_SIZE``) once its files match the digest recorded at
+  registration, from a skops file read with the platform's trusted types (no pickle: loading cannot
+  run code); a version imported into the BentoML model store by ``serving/import_model.py`` is
+  loaded from there, its skops file checked the same way. A version without a digest, or whose
+  files do not match it, is refused with 503 (:class:`~tenantml.errors.UntrustedModel`).
   A promotion is served within ``TENANTML_SERVING__CHAMPION_REFRESH_S``, without a restart.
 * Latency tail: after start-up and after every model load the heap is frozen (``gc.freeze()``),
   so garbage collections stop walking the hundreds of thousands of long-lived objects that
@@ -29,6 +32,7 @@ import logging
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -38,15 +42,16 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from tenantml.errors import TenantmlError
-from tenantml.inference.bento_names import bento_tag
+from tenantml.inference.bento_names import BENTO_FILE, BENTO_FILE_DIGEST, bento_tag
 from tenantml.inference.cache import ModelCache, ModelKey
 from tenantml.inference.champion import ChampionResolver
-from tenantml.errors import Unauthorized
+from tenantml.errors import Unauthorized, UntrustedModel
 from tenantml.inference.statuses import http_status
 from tenantml.inference.gate import TENANT_STATE, GateConfig, TenantGate, error_body
 from tenantml.inference.keys import TenantKeys
 from tenantml.inference.predictor import Inference, LoadedModel
 from tenantml.inference.schema import FeatureSchema
+from tenantml.ml.model_files import UntrustedTypes, file_digest, load_estimator
 from tenantml.settings import Settings, load_settings
 
 log = logging.getLogger("tenantml.serving")
@@ -127,11 +132,27 @@ def _load(models: Any, gc_freeze: bool, tenant: str, model: str, version: str) -
 
 
 def _from_bento_store(tenant: str, model: str, version: str) -> LoadedModel | None:
+    """An imported version, its skops file checked against its digest and loaded with the trusted types.
+
+    A version imported before the store held skops files (a pickle) is not loaded: the registry's
+    copy, with its digest, is loaded instead.
+    """
     try:
         stored = bentoml.models.get(bento_tag(tenant, model, version))
     except BentoNotFound:
         return None
-    estimator = bentoml.sklearn.load_model(stored)
+    file = Path(stored.path_of(BENTO_FILE))
+    recorded = stored.info.metadata.get(BENTO_FILE_DIGEST)
+    if not recorded or not file.is_file():
+        log.warning("%s.%s version %s in the BentoML store is not a skops import: loading it from the registry",
+                    tenant, model, version)
+        return None
+    if file_digest(file) != recorded:
+        raise UntrustedModel(model, version, f"its {BENTO_FILE} in the BentoML store does not match its digest")
+    try:
+        estimator = load_estimator(file)
+    except UntrustedTypes as err:
+        raise UntrustedModel(model, version, str(err)) from None
     schema = FeatureSchema.from_tag(str(stored.info.metadata["features"]))
     return LoadedModel(tenant, model, version, estimator, schema, run_id=stored.info.labels.get("run_id"))
 

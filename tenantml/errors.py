@@ -26,6 +26,8 @@
         ├── HomeNotWritable
         ├── ServiceUnavailable    the metadata database, MLflow or Prefect did not answer
         └── ModelUnavailable      HTTP 503: the registry cannot be reached, or the model cannot be loaded
+            └── UntrustedModel    the version's files lack the platform's digest, do not match it, or hold
+                                  types the loader does not trust: refused before anything is loaded
 
 Every message says what was wrong, with the offending value, and what to do instead. Messages of
 the inference errors name the field and the type that was wrong, never the value a tenant sent.
@@ -61,6 +63,7 @@ __all__ = [
     "Unauthorized",
     "UnknownAlgorithm",
     "UnknownTenant",
+    "UntrustedModel",
 ]
 
 
@@ -220,3 +223,15 @@ class ServiceUnavailable(PlatformError):
 
 class ModelUnavailable(PlatformError):
     """The model exists (or may exist) but cannot be served right now; retrying later may work."""
+
+
+class UntrustedModel(ModelUnavailable):
+    """A version the platform will not load: no digest recorded at registration, files that do not
+    match it, or a model file naming types outside the trusted list. Nothing of it was deserialized."""
+
+    def __init__(self, model: str, version: str, problem: str) -> None:
+        super().__init__(
+            f"model {model!r} version {version} is refused: {problem}; "
+            "retrain it with tenantml, or roll the champion back to a version tenantml registered"
+        )
+        self.model, self.version = model, version

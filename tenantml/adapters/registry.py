@@ -3,11 +3,16 @@
 Nothing from MLflow leaves a method: a missing model, version or alias is :class:`NotFound` (or
 an empty answer where "none" is an answer, as for a model without a champion); anything else
 MLflow raises becomes :class:`ServiceUnavailable` naming the server (``mlflow_calls``).
+
+Models are logged in the skops format (see :mod:`tenantml.ml.model_files`: a loader that cannot run
+code), and each version is registered with ``tenantml.model_digest``, the SHA-256 of its files as the
+artifact store holds them, which the inference service checks before it loads a version.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,12 +20,23 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 
 from tenantml.adapters.mlflow_errors import is_missing, mlflow_calls
 from tenantml.domain.names import registered_model_name
-from tenantml.errors import InvalidRequest, NotFound
+from tenantml.errors import InvalidDataset, InvalidRequest, NotFound
+from tenantml.ml.model_files import TRUSTED_TYPES, digest_folder
 
-__all__ = ["CHAMPION", "HISTORY_TAG", "METRIC_TAG_PREFIX", "PIP_REQUIREMENTS", "PREVIOUS_CHAMPION", "Registry"]
+__all__ = [
+    "CHAMPION",
+    "DIGEST_TAG",
+    "HISTORY_TAG",
+    "METRIC_TAG_PREFIX",
+    "PIP_REQUIREMENTS",
+    "PREVIOUS_CHAMPION",
+    "Registry",
+    "download_model",
+]
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -28,6 +44,8 @@ HISTORY_TAG = "tenantml.champion_history"
 HISTORY_LENGTH = 50
 METRIC_TAG_PREFIX = "tenantml.metric."
 """A version's metrics are its tags ``tenantml.metric.<name>``, written when it is registered."""
+DIGEST_TAG = "tenantml.model_digest"
+"""``sha256:<hex>`` of the version's model files (:func:`tenantml.ml.model_files.digest_folder`)."""
 
 
 def _pinned(*names: str) -> list[str]:
@@ -37,7 +55,7 @@ def _pinned(*names: str) -> list[str]:
 
 
 # Explicit requirements: letting MLflow infer them costs seconds per model.
-PIP_REQUIREMENTS = _pinned("scikit-learn", "numpy", "pandas", "cloudpickle")
+PIP_REQUIREMENTS = _pinned("scikit-learn", "numpy", "pandas", "skops")
 
 
 def _exists_already(err: MlflowException) -> bool:
@@ -59,29 +77,61 @@ class Registry:
                 name=f"model-epoch-{epoch}",
                 signature=signature,
                 pip_requirements=PIP_REQUIREMENTS,
-                serialization_format="cloudpickle",
+                serialization_format="skops",
+                skops_trusted_types=list(TRUSTED_TYPES),
             )
         return str(info.model_uri)
+
+    def model_digest(self, model_uri: str) -> str:
+        """The digest of the model's files as the artifact store holds them now."""
+        with tempfile.TemporaryDirectory(prefix="tenantml-digest-") as folder:
+            with mlflow_calls(self.tracking_uri, f"reading the files of {model_uri}"):
+                local = download_model(self.tracking_uri, model_uri, folder)
+            return digest_folder(local)
 
     def register(
         self, tenant: str, model: str, model_uri: str, run_id: str, tags: Mapping[str, object]
     ) -> str:
+        """Register ``model_uri`` as a new version with ``tags`` and the digest of its files.
+
+        A tag value over MLflow's limit is a user error (InvalidDataset), found before anything is
+        written; if creating the version fails, a registered model this call created is deleted
+        again, so no empty model is left behind.
+        """
         name = registered_model_name(tenant, model)
+        values = {f"tenantml.{k}": _tag(v) for k, v in tags.items()}
+        for key, value in values.items():
+            if len(value) > MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH:
+                raise InvalidDataset(
+                    f"{key} of {name} would be {len(value)} characters, over MLflow's limit of "
+                    f"{MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH}: use fewer or shorter column names"
+                )
+        values[DIGEST_TAG] = self.model_digest(model_uri)
         with mlflow_calls(self.tracking_uri, f"registering a version of {name}"):
+            created = False
             try:
                 self.client.create_registered_model(name, tags={"tenantml.tenant": tenant, "tenantml.model": model})
+                created = True
             except MlflowException as err:
                 if not _exists_already(err):
                     raise
             model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-            version = self.client.create_model_version(
-                name,
-                source=model_uri,
-                run_id=run_id,
-                tags={f"tenantml.{k}": _tag(v) for k, v in tags.items()},
-                model_id=model_id,
-            )
+            try:
+                version = self.client.create_model_version(
+                    name, source=model_uri, run_id=run_id, tags=values, model_id=model_id
+                )
+            except Exception:
+                if created:
+                    self._delete_if_empty(name)
+                raise
         return str(version.version)
+
+    def _delete_if_empty(self, name: str) -> None:
+        try:
+            if not self.client.search_model_versions(f"name = '{name}'"):
+                self.client.delete_registered_model(name)
+        except MlflowException:  # the version's own failure is the one to report
+            pass
 
     def versions_for_request(self, tenant: str, model: str, request_id: str) -> list[str]:
         name = registered_model_name(tenant, model)
@@ -179,6 +229,12 @@ class Registry:
             else:
                 self.client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
         return current, previous
+
+
+def download_model(tracking_uri: str, model_uri: str, folder: str) -> str:
+    """Download a model's files (``models:/...`` or ``runs:/...``) into ``folder``; returns their path."""
+    return str(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder, tracking_uri=tracking_uri,
+                                                  registry_uri=tracking_uri))
 
 
 def _tag(value: object) -> str:

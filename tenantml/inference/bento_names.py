@@ -12,8 +12,16 @@ import re
 
 from tenantml.domain.names import registered_model_name
 
-__all__ = ["LABEL_NAME", "LABEL_RUN", "LABEL_TENANT", "LABEL_VERSION", "bento_labels", "bento_name", "bento_tag"]
+__all__ = [
+    "BENTO_FILE",
+    "BENTO_FILE_DIGEST",
+    "LABEL_NAME", "LABEL_RUN", "LABEL_TENANT", "LABEL_VERSION", "bento_labels", "bento_name", "bento_tag",
+]
 
+BENTO_FILE = "model.skops"
+"""The file an imported version is stored as: skops, loaded with the trusted types only."""
+BENTO_FILE_DIGEST = "model_sha256"
+"""Metadata: ``sha256:<hex>`` of BENTO_FILE, checked before it is loaded."""
 LABEL_NAME = "registry_name"
 LABEL_VERSION = "registry_version"
 LABEL_RUN = "run_id"

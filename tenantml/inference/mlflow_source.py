@@ -1,22 +1,28 @@
 """The MLflow side of inference (an adapter): ask the registry for champions, load model versions.
 
-Models are loaded with the native sklearn flavour (``mlflow.sklearn.load_model``), the way
-``Registry.log_model`` saved them. The feature schema comes from the version's ``tenantml.features``
+A version is loaded only if its files, as downloaded, match the digest the platform recorded at
+registration (``tenantml.model_digest``); a version without one is refused too. Only then is its
+``model.skops`` read, with the platform's own list of trusted types (:mod:`tenantml.ml.model_files`),
+never through ``mlflow.sklearn.load_model``, which would take the trusted types (or a pickle) from the
+model's own files. The digest is checked once per load: a loaded model stays in the service's cache,
+so requests pay nothing for it. The feature schema comes from the version's ``tenantml.features``
 tag; a version registered without it falls back to the model's MLflow signature.
 """
 
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tenantml.adapters.mlflow_errors import is_missing
-from tenantml.adapters.registry import Registry
+from tenantml.adapters.registry import DIGEST_TAG, Registry, download_model
 from tenantml.domain.names import registered_model_name
-from tenantml.errors import ModelNotFound, ModelUnavailable
+from tenantml.errors import ModelNotFound, ModelUnavailable, UntrustedModel
+from tenantml.ml.model_files import SKOPS_FILE, UntrustedTypes, digest_folder, load_estimator
 from tenantml.inference.predictor import LoadedModel
 from tenantml.inference.schema import Feature, FeatureSchema
 
@@ -71,11 +77,23 @@ class MlflowModels:
             if is_missing(err):
                 raise ModelNotFound(model) from None
             raise ModelUnavailable(f"the registry cannot be reached to load {model!r} version {version}") from err
+        tags = dict(found.tags)
+        recorded = tags.get(DIGEST_TAG)
+        if not recorded:
+            raise UntrustedModel(model, str(version), f"it has no {DIGEST_TAG} recorded at registration")
         try:
             with tempfile.TemporaryDirectory(prefix="tenantml-model-") as folder:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=folder)
-                estimator = mlflow.sklearn.load_model(local)
-                schema = _schema(dict(found.tags), local)
+                # The version's source, as registration digested it (models:/<name>/<version> adds a file).
+                local = download_model(self.tracking_uri, str(found.source), folder)
+                if digest_folder(local) != recorded:
+                    raise UntrustedModel(model, str(version), f"its files do not match its {DIGEST_TAG}")
+                if not (Path(local) / SKOPS_FILE).is_file():
+                    raise UntrustedModel(model, str(version), f"it has no {SKOPS_FILE} (only skops models are loaded)")
+                try:
+                    estimator = load_estimator(Path(local) / SKOPS_FILE)
+                except UntrustedTypes as err:
+                    raise UntrustedModel(model, str(version), str(err)) from None
+                schema = _schema(tags, local)
         except (ModelNotFound, ModelUnavailable):
             raise
         except Exception as err:

@@ -330,3 +330,83 @@ def test_bentoml_build_packs_the_service_with_tenantml(tmp_path: Path) -> None:
     assert (source / "serving" / "service.py").is_file()
     assert (source / "tenantml" / "inference" / "predictor.py").is_file()
     assert not list(source.rglob("test_*.py"))
+
+
+class _Payload:
+    """Unpickling it creates ``proof``: what a pickle registered by an attacker would run."""
+
+    def __init__(self, proof: Path) -> None:
+        self.proof = proof
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.proof,))
+
+
+def _register_pickle(tracking_uri: str, tenant: str, model: str, proof: Path, tags: dict[str, str]) -> str:
+    """A cloudpickle "sklearn" model registered straight through MLflow, the way an attacker could."""
+    import cloudpickle
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(tenant)
+    run = client.create_run(experiment.experiment_id if experiment else client.create_experiment(tenant))
+    folder = proof.parent / f"pickle-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(cloudpickle.dumps(_Payload(proof)))
+    (folder / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n"
+                                    "    serialization_format: cloudpickle\n    sklearn_version: 1.9.1\n")
+    client.log_artifacts(run.info.run_id, str(folder), "model")
+    Registry(tracking_uri).client.create_registered_model(f"{tenant}.{model}")
+    version = client.create_model_version(f"{tenant}.{model}", f"runs:/{run.info.run_id}/model", run.info.run_id,
+                                          tags={"tenantml.features": json.dumps([list(f) for f in FEATURES]), **tags})
+    client.set_registered_model_alias(f"{tenant}.{model}", "champion", version.version)
+    return str(version.version)
+
+
+@pytest.mark.parametrize("digest", [None, "sha256:" + "0" * 64], ids=["without-digest", "with-a-forged-digest"])
+def test_a_pickle_registered_through_mlflow_is_refused_and_never_runs(
+    served: Served, tmp_path: Path, digest: str | None
+) -> None:
+    proof = tmp_path / "proof.txt"
+    model = f"victim-{uuid.uuid4().hex[:6]}"
+    _register_pickle(served.tracking_uri, served.a, model, proof, {"tenantml.model_digest": digest} if digest else {})
+    response = served.predict(served.a, model, rows_for(served.frame, 1))
+    assert response.status_code == 503, response.text
+    assert "is refused" in response.json()["error"] and "tenantml.model_digest" in response.json()["error"]
+    assert not proof.exists(), "the pickle's payload ran"
+    assert served.predict(served.a, "churn", rows_for(served.frame, 1)).status_code == 200
+
+
+def test_a_model_file_replaced_in_the_artifact_store_after_registration_is_refused(
+    served: Served, tmp_path: Path
+) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.tracking import MlflowClient
+
+    genuine, frame = train_model(seed=21)
+    other, _ = train_model(seed=22)
+    model = f"swapped-{uuid.uuid4().hex[:6]}"
+    version, source = register_model(served.tracking_uri, served.a, model, genuine, frame)
+    logged = MlflowClient(served.tracking_uri).get_logged_model(source.removeprefix("models:/"))
+    swapped = tmp_path / "model.skops"
+    import skops.io
+
+    skops.io.dump(other, swapped)  # a valid skops model, just not the one registered
+    get_artifact_repository(logged.artifact_location).log_artifact(str(swapped))  # PUT over the original
+    response = served.predict(served.a, model, rows_for(frame, 1))
+    assert response.status_code == 503, response.text
+    assert "do not match" in response.json()["error"]
+    assert f"model {model!r} version {version} is refused" in response.json()["error"]
+
+
+def test_a_registered_version_is_loaded_with_its_digest_checked_once(served: Served) -> None:
+    estimator, frame = train_model(seed=23)
+    model = f"checked-{uuid.uuid4().hex[:6]}"
+    register_model(served.tracking_uri, served.a, model, estimator, frame)
+    rows = rows_for(frame, 3)
+    for _ in range(3):
+        response = served.predict(served.a, model, rows)
+        assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == estimator.predict(matrix(rows)).tolist()
+    log = (served.home / "logs" / "inference.log").read_text()
+    assert log.count(f"loaded {served.a}.{model} version") == 1

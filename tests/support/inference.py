@@ -1,7 +1,8 @@
 """Models, tenants and a real `bentoml serve` of serving/service.py, for inference tests and benchmarks.
 
 Models are trained tiny and logged exactly the way training does it (``Registry.log_model`` with the
-native sklearn flavour and cloudpickle, then ``Registry.register`` with the feature schema tag).
+native sklearn flavour in the skops format, then ``Registry.register`` with the feature schema tag and
+the digest of the model's files).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ keep apart by tenant name. The last test points the adapter at a port nothing li
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +18,17 @@ from tenantml.services import models
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return Registry(f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'registry.db'}")
+    folder = tmp_path_factory.mktemp("mlflow")
+    (folder / "model").mkdir()
+    (folder / "model" / "MLmodel").write_text("flavors: {}\n")  # registration digests the model's files
+    return Registry(f"sqlite:///{folder / 'registry.db'}")
 
 
 def registered(registry: Registry, tenant: str, model: str, accuracy: float) -> str:
     """A new version of the tenant's model, registered with an accuracy as a training would (without a run)."""
     no_run: str = None  # type: ignore[assignment]
-    return registry.register(tenant, model, f"/nowhere/{model}", no_run, {"metric.accuracy": str(accuracy)})
+    source = Path(registry.tracking_uri.removeprefix("sqlite:///")).parent / "model"
+    return registry.register(tenant, model, str(source), no_run, {"metric.accuracy": str(accuracy)})
 
 
 def test_promotion_moves_the_champion_and_remembers_the_previous_one(registry: Registry, tenant_name: str) -> None:
@@ -79,3 +84,33 @@ def test_an_mlflow_server_that_does_not_answer_is_unavailable_naming_it(monkeypa
         with pytest.raises(ServiceUnavailable, match=f"MLflow at {url} failed") as caught:
             call()
         assert "TENANTML_MLFLOW__TRACKING_URI" in str(caught.value)
+
+
+def test_a_version_is_registered_with_the_digest_of_its_files(registry: Registry, tenant_name: str) -> None:
+    from tenantml.ml.model_files import digest_folder
+
+    version = registered(registry, tenant_name, "churn", 0.8)
+    tags = registry.client.get_model_version(f"{tenant_name}.churn", version).tags
+    source = Path(registry.tracking_uri.removeprefix("sqlite:///")).parent / "model"
+    assert tags["tenantml.model_digest"] == digest_folder(source)
+
+
+def test_a_feature_schema_over_mlflows_limit_is_a_user_error_and_leaves_no_registered_model(
+    registry: Registry, tenant_name: str
+) -> None:
+    from tenantml.errors import InvalidDataset
+
+    source = Path(registry.tracking_uri.removeprefix("sqlite:///")).parent / "model"
+    wide = [[f"feature_{i:05d}_{'x' * 20}", "float64"] for i in range(10_000)]
+    no_run: str = None  # type: ignore[assignment]
+    with pytest.raises(InvalidDataset, match="tenantml.features .* over MLflow's limit of 100000"):
+        registry.register(tenant_name, "wide", str(source), no_run, {"features": wide})
+    assert [m for m, _, _ in registry.list_models(tenant_name)] == []
+
+
+def test_a_failed_registration_deletes_the_registered_model_it_created(registry: Registry, tenant_name: str) -> None:
+    source = Path(registry.tracking_uri.removeprefix("sqlite:///")).parent / "model"
+    no_run: str = None  # type: ignore[assignment]
+    with pytest.raises(ServiceUnavailable):  # a tag key over MLflow's 250 characters: MLflow refuses the version
+        registry.register(tenant_name, "half", str(source), no_run, {"k" * 300: "v"})
+    assert [m for m, _, _ in registry.list_models(tenant_name)] == []
