@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference", "bench_fairness"]
+BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference", "bench_fairness",
+              "bench_scheduler", "bench_provisioner", "bench_scale", "bench_backlog"]
 
 
 def main(names: list[str]) -> int:
