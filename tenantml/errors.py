@@ -6,6 +6,9 @@
     │   ├── TenantExists
     │   ├── AlreadyTraining       the tenant's model is training now (admission answers with that request)
     │   ├── QuotaExceeded         the tenant has as many requests waiting as its quota allows
+    │   ├── Conflict              HTTP 409: the object's state forbids it now (it may not later)
+    │   │   ├── AlreadyEnded      cancel a request that has ended
+    │   │   └── DatasetInUse      delete a dataset a waiting or running training reads
     │   ├── UnknownAlgorithm
     │   ├── InvalidParameter
     │   ├── DatasetNotFound
@@ -37,8 +40,11 @@ Third-party errors are translated at the edge, in the adapters: ``raise ServiceU
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyEnded",
     "AlreadyTraining",
+    "Conflict",
     "CorruptCheckpoint",
+    "DatasetInUse",
     "DatasetNotFound",
     "DatasetOutsideTenant",
     "HomeNotWritable",
@@ -105,6 +111,25 @@ class QuotaExceeded(InvalidRequest):
         self.tenant, self.waiting, self.limit = tenant, waiting, limit
 
 
+class Conflict(InvalidRequest):
+    """The object exists but its current state forbids the change (HTTP 409)."""
+
+
+class AlreadyEnded(Conflict):
+    def __init__(self, request_id: str, status: str) -> None:
+        super().__init__(f"request {request_id} has already ended ({status})")
+        self.request_id, self.status = request_id, status
+
+
+class DatasetInUse(Conflict):
+    def __init__(self, dataset: str, request_id: str) -> None:
+        super().__init__(
+            f"dataset {dataset!r} is read by training request {request_id}, which has not ended: "
+            "wait for it or cancel it, then delete the dataset"
+        )
+        self.dataset, self.request_id = dataset, request_id
+
+
 class UnknownAlgorithm(InvalidRequest):
     def __init__(self, algorithm: str, known: list[str]) -> None:
         super().__init__(f"unknown algorithm {algorithm!r}: choose one of {', '.join(sorted(known))}")
@@ -146,8 +171,9 @@ class MalformedBody(InvalidRequest):
 
 
 class PayloadTooLarge(InvalidRequest):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body is over the limit of {limit} bytes: send fewer rows per request")
+    def __init__(self, limit: int, what: str = "rows") -> None:
+        advice = "send fewer rows per request" if what == "rows" else f"sample or split the {what}"
+        super().__init__(f"the body is over the limit of {limit} bytes: {advice}")
         self.limit = limit
 
 

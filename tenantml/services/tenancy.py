@@ -19,6 +19,7 @@ __all__ = [
     "acting_tenant",
     "add_dataset",
     "create_tenant",
+    "existing",
     "list_tenants",
     "quotas",
     "required_tenant",
@@ -106,6 +107,13 @@ def quotas(directory: TenantDirectory, api_key: str | None, name: str | None = N
     if tenant not in found:
         raise UnknownTenant(tenant)
     return {tenant: found[tenant]}
+
+
+def existing(directory: TenantDirectory, tenant: str) -> str:
+    """``tenant`` if it exists; UnknownTenant otherwise."""
+    if not directory.tenant_exists(tenant):
+        raise UnknownTenant(tenant)
+    return tenant
 
 
 def add_dataset(

@@ -18,7 +18,7 @@ WORKER = "aaaaaaaa-0000-0000-0000-000000000001"
 VIEW_KEYS = {
     "request_id", "tenant", "model", "algorithm", "status", "reason", "step", "total_steps", "epoch", "worker_uuid",
     "worker_class", "checkpoint_step", "model_version", "metrics", "mlflow_run_id", "created_at", "finished_at",
-    "attempts",
+    "finalized_at", "state", "attempts",
 }
 
 
