@@ -25,6 +25,7 @@ __all__ = [
     "QuotaSettings",
     "ServingSettings",
     "Settings",
+    "TenantApiSettings",
     "TrainingSettings",
     "load_settings",
 ]
@@ -211,6 +212,15 @@ class ServingSettings(_Section):
     )
 
 
+class TenantApiSettings(_Section):
+    """The tenant API (tenantml.tenant_api): its own process, beside the inference service."""
+
+    port: int = Field(default=0, ge=0, le=65535, description="Port of the tenant API (0: a free one)")
+    follow_interval_s: float = Field(
+        default=0.5, gt=0, le=10, description="How often a followed training's progress is read and sent"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER, extra="forbid"
@@ -223,12 +233,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="A tenant's API key: the CLI then acts as that tenant only"
     )
+    api_url: str | None = Field(
+        default=None,
+        description="The tenant API; with TENANTML_API_KEY the CLI then talks to it only (tenant mode: no database, "
+        "Prefect or MLflow address)",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    tenant_api: TenantApiSettings = Field(default_factory=TenantApiSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)

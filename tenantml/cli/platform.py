@@ -49,6 +49,8 @@ def run_platform(settings: Settings, serve_inference: bool) -> int:
         print(f"  MLflow UI:   {state.mlflow_tracking_uri}")
         if state.inference_url:
             print(f"  Inference:   {state.inference_url}")
+        if state.tenant_api_url:
+            print(f"  Tenant API:  {state.tenant_api_url} (docs: {state.tenant_api_url}/docs)")
         print("Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             dead = [s.name for s in platform.services if not s.alive() and s.name not in OPTIONAL_SERVICES]

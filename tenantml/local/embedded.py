@@ -23,7 +23,7 @@ from tenantml.local import fork_server, launch
 from tenantml.local.fleet import FleetLoop
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
 from tenantml.local.project import PROJECT_DIR_VARIABLE, deploy, project_dir, work_pool_template
-from tenantml.local.servers import inference_server, mlflow_server, prefect_server
+from tenantml.local.servers import inference_server, mlflow_server, prefect_server, tenant_api_server
 from tenantml.local.state import PlatformState, read_state, remove_state, write_state
 from tenantml.local.workers import LocalWorkers, create_work_pools
 from tenantml.settings import Settings
@@ -113,6 +113,7 @@ class EmbeddedPlatform:
         prefect_port = claim_port("Prefect server", settings.prefect.port)
         mlflow_port = claim_port("MLflow server", settings.mlflow.port)
         serving_port = claim_port("inference service", settings.serving.port) if serve_inference else None
+        tenant_api_port = claim_port("tenant API", settings.tenant_api.port)
         prefect_api = f"http://127.0.0.1:{prefect_port}/api"
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
         env = platform_env(settings, home, prefect_api, mlflow_uri, project)
@@ -130,6 +131,9 @@ class EmbeddedPlatform:
             self._servers.append(inference.service)  # stopped with the platform, even if it never gets ready
             inference.wait_ready()
             inference_url = inference.url
+        tenant_api = tenant_api_server(tenant_api_port, env, logs, project)  # the control plane: its own process
+        self._servers.append(tenant_api.service)
+        tenant_api.wait_ready()
         self.state = PlatformState(
             home=str(home),
             supervisor_pid=os.getpid(),
@@ -137,6 +141,7 @@ class EmbeddedPlatform:
             prefect_ui_url=f"http://127.0.0.1:{prefect_port}",
             mlflow_tracking_uri=mlflow_uri,
             inference_url=inference_url,
+            tenant_api_url=tenant_api.url,
             pids={s.name: s.pid for s in self.services},
             started_at=time.time(),
         )

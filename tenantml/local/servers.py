@@ -29,6 +29,8 @@ __all__ = [
     "mlflow_server",
     "prefect_server",
     "service_import",
+    "tenant_api_command",
+    "tenant_api_server",
 ]
 
 HOST = "127.0.0.1"
@@ -135,3 +137,17 @@ def inference_server(
     command = inference_command(project, port, extra_args)
     url = f"http://{HOST}:{port}"
     return Server(start_service(name, command, inference_env(env, home), log_dir, project), url, f"{url}/readyz")
+
+
+def tenant_api_command(port: int) -> list[str]:
+    """The tenant API (tenantml.tenant_api.serve) under this interpreter, on 127.0.0.1."""
+    from tenantml.tenant_api import serve  # the entrypoint module imports nothing heavy until it runs
+
+    return [sys.executable, "-m", serve.__name__, "--host", HOST, "--port", str(port)]
+
+
+def tenant_api_server(port: int, env: Mapping[str, str], log_dir: Path, cwd: Path, name: str = "tenant-api") -> Server:
+    """The tenant API, its own process; ready when ``/readyz`` answers (the training metadata does)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    url = f"http://{HOST}:{port}"
+    return Server(start_service(name, tenant_api_command(port), dict(env), log_dir, cwd), url, f"{url}/readyz")

@@ -28,6 +28,7 @@ class PlatformState:
     inference_url: str | None
     started_at: float
     pids: dict[str, int] = field(default_factory=dict)
+    tenant_api_url: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -34,6 +34,9 @@ def platform_status(settings: Settings) -> dict[str, Any]:
     }
     if inference:
         components["inference"] = _healthy(f"{inference}/readyz")
+    tenant_api = state.tenant_api_url if state else None
+    if tenant_api:
+        components["tenant_api"] = _healthy(f"{tenant_api}/readyz")
     pids = state.pids if state else {}
     workers = {name: psutil.pid_exists(pid) for name, pid in pids.items() if name.startswith("worker-")}
     return {
@@ -43,6 +46,7 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         "prefect_ui_url": state.prefect_ui_url if state else None,
         "mlflow_tracking_uri": mlflow_uri,
         "inference_url": inference,
+        "tenant_api_url": tenant_api,
         "components": components,
         "workers": workers,
     }

@@ -1,0 +1,1 @@
+"""The tenant API's routes, one module per noun: datasets, trainings, models."""
