@@ -45,7 +45,11 @@ def promote(
 ) -> None:
     """Make a version the champion, the one the inference service serves (within seconds)."""
     current = session(ctx)
-    result = models.promote(current.connection.registry, current.required_tenant(tenant), model, version)
+    if current.tenant_api is not None:
+        current.required_tenant(tenant)
+        result = current.tenant_api.promote(model, version)
+    else:
+        result = models.promote(current.connection.registry, current.required_tenant(tenant), model, version)
     name = registered_model_name(result["tenant"], model)
     if as_json:
         print_json(result)
@@ -59,7 +63,11 @@ def promote(
 def rollback(ctx: typer.Context, model: ModelOption, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """Give the champion back to the version that held it before the last promotion."""
     current = session(ctx)
-    result = models.rollback(current.connection.registry, current.required_tenant(tenant), model)
+    if current.tenant_api is not None:
+        current.required_tenant(tenant)
+        result = current.tenant_api.rollback(model)
+    else:
+        result = models.rollback(current.connection.registry, current.required_tenant(tenant), model)
     if as_json:
         print_json(result)
     else:
@@ -71,7 +79,11 @@ def rollback(ctx: typer.Context, model: ModelOption, tenant: TenantOption = None
 def list_models(ctx: typer.Context, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's models: champion, previous champion, versions, the champion's metrics."""
     current = session(ctx)
-    views = models.model_views(current.connection.registry, current.required_tenant(tenant))
+    if current.tenant_api is not None:
+        current.required_tenant(tenant)
+        views = current.tenant_api.models()
+    else:
+        views = models.model_views(current.connection.registry, current.required_tenant(tenant))
     if as_json:
         print_json(views)
         return

@@ -132,8 +132,52 @@ def add_dataset(
     """Copy a CSV or Parquet file into the tenant's storage; prints the name `train --dataset` takes."""
     current = session(ctx)
     acting = current.required_tenant(tenant)
+    if current.tenant_api is not None:  # uploaded under a file name; the platform names the stored file
+        stored = current.tenant_api.upload(file, name)
+        if as_json:
+            print_json({"tenant": acting, "dataset": stored["name"], "size": stored["size"]})
+        else:
+            print(stored["name"])
+        return
     relative, path = tenancy.add_dataset(current.connection.store, current.connection.storage, acting, file, name)
     if as_json:
         print_json({"tenant": acting, "dataset": str(relative), "path": str(path)})
     else:
         print(relative)
+
+
+@dataset_app.command("list")
+def list_datasets(ctx: typer.Context, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """The tenant's datasets: the names `train --dataset` takes, sizes, when each was written."""
+    from tenantml.services import datasets
+
+    current = session(ctx)
+    acting = current.required_tenant(tenant)
+    if current.tenant_api is not None:
+        found = current.tenant_api.datasets()
+    else:
+        found = datasets.list_datasets(current.connection.storage, tenancy.existing(current.connection.store, acting))
+    if as_json:
+        print_json(found)
+    else:
+        print_table(["dataset", "bytes", "written"], [(d["name"], d["size"], d["modified_at"]) for d in found])
+
+
+@dataset_app.command("delete")
+def delete_dataset(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The dataset's name, as `dataset list` shows it.")],
+    tenant: TenantOption = None,
+) -> None:
+    """Delete a dataset that no waiting or running training reads."""
+    from tenantml.services import datasets
+
+    current = session(ctx)
+    acting = current.required_tenant(tenant)
+    if current.tenant_api is not None:
+        current.tenant_api.delete_dataset(dataset)
+    else:
+        connection = current.connection
+        datasets.delete_dataset(connection.store, connection.storage, tenancy.existing(connection.store, acting),
+                                dataset)
+    print(f"dataset {dataset} deleted")

@@ -29,9 +29,8 @@ class StoredDataset:
 
 def check_dataset_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
-        shown = name if name.isprintable() else name.encode("unicode_escape").decode()
         raise InvalidRequest(
-            f"invalid dataset name {shown[:140]!r}: name a file, not a path: 1-128 letters, digits, '_', '-' and "
+            f"invalid dataset name {name[:140]!r}: name a file, not a path: 1-128 letters, digits, '_', '-' and "
             "'.', starting with a letter or digit, such as 'churn.csv'"
         )
     return name
