@@ -127,6 +127,10 @@ class MlflowSettings(_Section):
         default=None, description="MLflow tracking server; default: the embedded server's"
     )
     port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded MLflow server (0: a free one)")
+    auth_cache_ttl_s: int = Field(
+        default=60, ge=0,
+        description="How long the embedded MLflow server trusts a checked password (0: check each request, ~20x slower)",
+    )
 
 
 class TrainingSettings(_Section):

@@ -12,6 +12,7 @@ import typer
 
 from tenantml.cli.output import JsonOption, print_json, print_table
 from tenantml.cli.session import session
+from tenantml.local.credentials import credentials_file
 from tenantml.local.embedded import EmbeddedPlatform
 from tenantml.local.status import platform_status
 from tenantml.settings import Settings
@@ -51,6 +52,7 @@ def run_platform(settings: Settings, serve_inference: bool) -> int:
             print(f"  Inference:   {state.inference_url}")
         if state.tenant_api_url:
             print(f"  Tenant API:  {state.tenant_api_url} (docs: {state.tenant_api_url}/docs)")
+        print_login(str(credentials_file(settings.home)))
         print("Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             dead = [s.name for s in platform.services if not s.alive() and s.name not in OPTIONAL_SERVICES]
@@ -94,3 +96,15 @@ def print_status(found: dict[str, Any]) -> None:
     ]
     rows += [(name, "running" if alive else "gone", "") for name, alive in sorted(workers.items())]
     print_table(["service", "state", "address"], rows)
+    print_login(found.get("credentials_file"))
+
+
+def print_login(credentials: str | None) -> None:
+    """How an operator logs in: the values are in the credentials file, never printed."""
+    if not credentials:
+        print("no credentials file yet: `tenantml up` makes one in the home")
+        return
+    print(f"credentials: {credentials} (mode 0600; the values are not shown here)")
+    print("  Prefect UI: when it asks, paste the value of PREFECT_API_AUTH_STRING")
+    print("  MLflow UI:  user MLFLOW_TRACKING_USERNAME, password MLFLOW_TRACKING_PASSWORD")
+    print(f"  prefect or mlflow commands: set -a; . {credentials}; set +a")

@@ -33,7 +33,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import psutil
 
 from tenantml.errors import ServiceUnavailable
@@ -55,17 +54,30 @@ class PrefectQueue:
 
     def claimable(self, pool: str, queue: str) -> int:
         """Scheduled runs due within :data:`SCHEDULED_AHEAD_S` and fresh Pending ones in ``pool``/``queue``."""
-        body = {
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED", "PENDING"]}}},
-            "work_pools": {"name": {"any_": [pool]}},
-            "work_pool_queues": {"name": {"any_": [queue]}},
-            "limit": 200,
-        }
-        try:
-            response = httpx.post(f"{self.api_url}/flow_runs/filter", json=body, timeout=self.timeout_s)
-            response.raise_for_status()
-            runs: list[dict[str, Any]] = response.json()
-        except (httpx.HTTPError, ValueError) as err:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            WorkPoolFilter,
+            WorkPoolFilterName,
+            WorkQueueFilter,
+            WorkQueueFilterName,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        try:  # Prefect's client: it sends the auth string and a CSRF token (a raw POST would need both)
+            with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+                found = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))),
+                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+                    work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+                    limit=200,
+                )
+            runs: list[dict[str, Any]] = [run.model_dump(mode="json") for run in found]
+        except Exception as err:
             raise ServiceUnavailable(
                 f"the Prefect API at {self.api_url} did not list the runs of queue {queue!r} in pool {pool!r}: "
                 f"{type(err).__name__}: {err}; no worker is stopped until it answers"

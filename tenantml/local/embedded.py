@@ -20,10 +20,11 @@ import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local import fork_server, launch
+from tenantml.local.credentials import Credentials, ensure_credentials, read_credentials, without_credentials
 from tenantml.local.fleet import FleetLoop
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
 from tenantml.local.project import PROJECT_DIR_VARIABLE, deploy, project_dir, work_pool_template
-from tenantml.local.servers import inference_server, mlflow_server, prefect_server, tenant_api_server
+from tenantml.local.servers import MlflowAuth, inference_server, mlflow_server, prefect_server, tenant_api_server
 from tenantml.local.state import PlatformState, read_state, remove_state, write_state
 from tenantml.local.workers import LocalWorkers, create_work_pools
 from tenantml.settings import Settings
@@ -58,11 +59,17 @@ def check_home(home: Path) -> Path:
 
 
 def platform_env(
-    settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str, project: Path
+    settings: Settings, home: Path, prefect_api_url: str, mlflow_uri: str, project: Path,
+    credentials: Credentials | None = None,
 ) -> dict[str, str]:
-    """The environment every child process gets: where the servers are, and quiet defaults."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"}
+    """The environment every child process gets: where the servers are, the platform's client
+    credentials (none of the operator's shell), and quiet defaults."""
+    env = {k: v for k, v in without_credentials(os.environ).items()
+           if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(settings.to_env())
+    credentials = credentials or read_credentials(home)
+    if credentials is not None:
+        env.update(credentials.client_env())
     env.update({
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": prefect_api_url,
@@ -116,9 +123,11 @@ class EmbeddedPlatform:
         tenant_api_port = claim_port("tenant API", settings.tenant_api.port)
         prefect_api = f"http://127.0.0.1:{prefect_port}/api"
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-        env = platform_env(settings, home, prefect_api, mlflow_uri, project)
+        credentials = ensure_credentials(home)
+        credentials.export()  # this process's own clients: the supervisor, the provisioner, set-up
+        env = platform_env(settings, home, prefect_api, mlflow_uri, project, credentials)
         logs = home / "logs"
-        self._start_servers(env, home, project, prefect_port, mlflow_port)
+        self._start_servers(env, home, project, prefect_port, mlflow_port, credentials)
         self._prepare(env, project, prefect_api, logs)
         if settings.prefect.fork_server:
             self._servers.append(fork_server.start(env, home, logs, project))
@@ -127,7 +136,8 @@ class EmbeddedPlatform:
         self._fleet = FleetLoop.for_platform(settings, self.workers, prefect_api, home).start()
         inference_url = None
         if serving_port is not None:
-            inference = inference_server(serving_port, env, home, project, logs)
+            reader_env = {**without_credentials(env), **credentials.inference_env()}  # reads MLflow, no Prefect
+            inference = inference_server(serving_port, reader_env, home, project, logs)
             self._servers.append(inference.service)  # stopped with the platform, even if it never gets ready
             inference.wait_ready()
             inference_url = inference.url
@@ -150,16 +160,28 @@ class EmbeddedPlatform:
         return self.state
 
     def _start_servers(self, env: dict[str, str], home: Path, project: Path, prefect_port: int,
-                       mlflow_port: int) -> None:
-        """Prefect and MLflow side by side; returns once both answer their health checks."""
+                       mlflow_port: int, credentials: Credentials) -> None:
+        """Prefect and MLflow side by side, both closed to anonymous callers; returns once both answer
+        their health checks and MLflow knows the platform's two identities."""
+        from tenantml.adapters.mlflow_access import PLATFORM_GRANTS, READER_GRANTS, ensure_identity
+
         database_url = self.settings.prefect.database_url
         logs = home / "logs"
         prefect = prefect_server(prefect_port, env, home / "prefect", logs, project,
-                                 database_url.get_secret_value() if database_url is not None else None)
+                                 database_url.get_secret_value() if database_url is not None else None,
+                                 auth_string=credentials.prefect_auth_string.get_secret_value())
         self._servers.append(prefect.service)
-        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project)
+        admin = credentials.admin
+        auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
+                          credentials.mlflow_secret_key.get_secret_value(), self.settings.mlflow.auth_cache_ttl_s)
+        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth)
         self._servers.append(mlflow.service)
         mlflow.wait_ready(SERVER_READY_S)
+        admin_login = (admin.username, admin.password.get_secret_value())
+        for identity, role, grants in ((credentials.platform, "tenantml-platform", PLATFORM_GRANTS),
+                                       (credentials.inference, "tenantml-inference", READER_GRANTS)):
+            ensure_identity(mlflow.url, admin_login, (identity.username, identity.password.get_secret_value()),
+                            role, grants)
         prefect.wait_ready(SERVER_READY_S)
 
     def _prepare(self, env: dict[str, str], project: Path, prefect_api: str, logs: Path) -> None:

@@ -21,6 +21,7 @@ from tenantml.local.processes import Service, start_service, stop_services, wait
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HOST",
+    "MlflowAuth",
     "READY_TIMEOUT_S",
     "Server",
     "inference_command",
@@ -68,25 +69,82 @@ def _bin(name: str) -> str:
 
 
 def prefect_server(
-    port: int, env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path, database_url: str | None = None
+    port: int, env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path, database_url: str | None = None,
+    auth_string: str | None = None,
 ) -> Server:
-    """``prefect server start`` with ``PREFECT_HOME`` at ``home``; SQLite there unless ``database_url``."""
-    server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    """``prefect server start`` with ``PREFECT_HOME`` at ``home``; SQLite there unless ``database_url``.
+
+    Cross-origin requests are allowed from the server's own origin only (Prefect's default is ``*``,
+    so any web page the operator opens could drive the API), and CSRF protection is on (Prefect's
+    clients and UI fetch a token first). With ``auth_string`` every API call but the health check
+    needs it as HTTP basic auth; the UI asks for it once.
+    """
+    origin = f"http://{HOST}:{port}"
+    server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                  "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": origin, "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true"}
     if database_url is not None:
         server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    if auth_string is not None:
+        server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     command = [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(port)]
     api = f"http://{HOST}:{port}/api"
     return Server(start_service("prefect-server", command, server_env, log_dir, cwd), api, f"{api}/health")
 
 
-def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path) -> Server:
-    """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``."""
+@dataclass(frozen=True)
+class MlflowAuth:
+    """MLflow's basic-auth app: its admin (created on the first start), and its credential cache."""
+
+    admin_username: str
+    admin_password: str
+    secret_key: str
+    cache_ttl_s: int = 60
+
+
+def _auth_config(store: Path, auth: MlflowAuth) -> Path:
+    """The auth app's config (MLFLOW_AUTH_CONFIG_PATH), beside the store: no secret in it.
+
+    ``NO_PERMISSIONS``: a user sees only what it is granted (MLflow's default, READ, lets every user
+    read every tenant). Without a cache every request pays a PBKDF2 check of the password (about a
+    second on a busy 2-core machine); with one it is paid once per user and TTL. The admin password
+    comes from the environment (``MLFLOW_AUTH_ADMIN_PASSWORD``) and only matters on the first start.
+    """
+    path = store / "auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{store / 'auth.db'}\n"
+        f"admin_username = {auth.admin_username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {auth.cache_ttl_s}\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path,
+                  auth: MlflowAuth | None = None) -> Server:
+    """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``.
+
+    With ``auth`` it runs MLflow's basic-auth app (users in ``store/auth.db``): every call but the
+    health check needs a user, and GraphQL is checked too (MLflow's default, kept on).
+    """
     command = [
         _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts",
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]
     server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if auth is not None:
+        store.mkdir(parents=True, exist_ok=True)
+        command[2:2] = ["--app-name", "basic-auth"]
+        server_env.update({
+            "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(store, auth)),
+            "MLFLOW_AUTH_ADMIN_USERNAME": auth.admin_username,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": auth.admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.secret_key,
+            "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
+        })
     uri = f"http://{HOST}:{port}"
     return Server(start_service("mlflow-server", command, server_env, log_dir, cwd), uri, f"{uri}/health")
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tenantml.local.credentials import read_credentials
 from tenantml.settings import Settings
 
 __all__ = ["PlatformState", "connected", "read_state", "remove_state", "state_file", "write_state"]
@@ -57,7 +58,14 @@ def remove_state(home: Path) -> None:
 
 
 def connected(settings: Settings) -> Settings:
-    """``settings`` with the running local platform's addresses where the settings name none."""
+    """``settings`` with the running local platform's addresses where the settings name none.
+
+    The home's credentials (tenantml.local.credentials) become this process's Prefect and MLflow
+    client credentials, unless its environment has its own already.
+    """
+    credentials = read_credentials(settings.home)
+    if credentials is not None:
+        credentials.export(override=False)
     state = read_state(settings.home)
     if state is None:
         return settings

@@ -7,6 +7,7 @@ from typing import Any
 
 import psutil
 
+from tenantml.local.credentials import credentials_file
 from tenantml.local.state import read_state
 from tenantml.settings import Settings
 
@@ -47,6 +48,7 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         "mlflow_tracking_uri": mlflow_uri,
         "inference_url": inference,
         "tenant_api_url": tenant_api,
+        "credentials_file": str(credentials_file(settings.home)) if credentials_file(settings.home).is_file() else None,
         "components": components,
         "workers": workers,
     }

@@ -67,8 +67,11 @@ async def create_work_pools(api_url: str, settings: PrefectSettings, template: d
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
+    from prefect.settings import get_current_settings
+
     by_class = queues(settings)
-    async with PrefectClient(api_url) as client:
+    auth = get_current_settings().api.auth_string  # PrefectClient() itself reads none from the settings
+    async with PrefectClient(api_url, auth_string=auth.get_secret_value() if auth else None) as client:
         for pool in dict.fromkeys(queue.pool for queue in by_class.values()):
             await client.create_work_pool(
                 WorkPoolCreate(name=pool, type="process", base_job_template=template), overwrite=True

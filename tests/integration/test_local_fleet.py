@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 
@@ -28,7 +27,7 @@ from tenantml.local.fleet import EVENT, FleetLoop, resource_id
 from tenantml.local.project import project_dir, work_pool_template
 from tenantml.local.workers import LocalWorkers, create_work_pools
 from tenantml.settings import load_settings
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, prefect_post
 from tests.support.waiting import wait_for
 
 COOLDOWN_S = 2.0
@@ -177,7 +176,7 @@ def test_a_worker_killed_from_outside_is_replaced(fleet: Fleet) -> None:
 def _events(fleet: Fleet) -> list[dict[str, object]]:
     def read() -> list[dict[str, object]]:
         body = {"filter": {"event": {"name": [EVENT]}, "resource": {"id": [resource_id("small")]}}, "limit": 50}
-        found = httpx.post(f"{fleet.api_url}/events/filter", json=body, timeout=10).json()["events"]
+        found = prefect_post(fleet.api_url, "/events/filter", body).json()["events"]
         return [e for e in found if e["resource"].get("tenantml.work-pool") == fleet.pool]
 
     events = wait_for(lambda: len(read()) >= 2 and read(), 60, "the fleet's events in Prefect")

@@ -41,3 +41,82 @@ def test_a_run_that_sets_a_job_variable_is_refused_by_the_api(
                        job_variables={variable: probes(proof)[variable]})
     assert "Additional properties are not allowed" in str(refused.value), refused.value
     assert not proof.exists()
+
+
+# -- the ECS pool's template (infra/work-pools/ecs.json), on the same Prefect API ------------------
+ECS_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "work-pools" / "ecs.json"
+
+
+def ecs_probes() -> dict[str, object]:
+    """Every variable of prefect-aws's default ECS template, with a value an attacker would pick."""
+    return {
+        "command": "sh -c 'id'",
+        "env": {"LD_PRELOAD": "/tmp/evil.so"},
+        "image": "attacker/image:latest",
+        "task_definition_arn": "arn:aws:ecs:eu-west-1:1:task-definition/theirs:1",
+        "family": "theirs",
+        "match_latest_revision_in_family": True,
+        "task_role_arn": "arn:aws:iam::1:role/admin",
+        "execution_role_arn": "arn:aws:iam::1:role/admin",
+        "aws_credentials": {"aws_access_key_id": "AKIA"},
+        "cluster": "theirs",
+        "container_name": "sidecar",
+        "launch_type": "EC2",
+        "capacity_provider_strategy": [{"capacityProvider": "theirs"}],
+        "network_configuration": {"assignPublicIp": "ENABLED"},
+        "vpc_id": "vpc-theirs",
+        "prefect_api_key_secret_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:theirs",
+        "prefect_api_auth_string_secret_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:theirs",
+        "configure_cloudwatch_logs": True,
+        "cloudwatch_logs_options": {"awslogs-group": "theirs"},
+        "cloudwatch_logs_prefix": "theirs",
+        "auto_deregister_task_definition": True,
+        "labels": {"owner": "attacker"},
+        "cpu": 10**6,
+        "memory": 10**9,
+    }
+
+
+@pytest.fixture(scope="module")
+def ecs_deployment(platform: RunningPlatform) -> str:
+    """A pool of type ``ecs`` from the committed template, and a deployment on it (no worker needed)."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    template = json.loads(ECS_TEMPLATE.read_text())
+    pool, flow = f"ecs-lockdown-{uuid.uuid4().hex[:8]}", f"ecs-lockdown-{uuid.uuid4().hex[:8]}"
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}), get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="ecs", base_job_template=template))
+        flow_id = client.create_flow_from_name(flow)
+        client.create_deployment(flow_id, "default", work_pool_name=pool, job_variables={"cpu": 4096, "memory": 8192})
+    return f"{flow}/default"
+
+
+def test_the_ecs_template_offers_only_name_and_bounded_size() -> None:
+    import json
+
+    variables = json.loads(ECS_TEMPLATE.read_text())["variables"]
+    assert variables["additionalProperties"] is False
+    assert sorted(variables["properties"]) == ["cpu", "memory", "name"]
+    configuration = json.loads(ECS_TEMPLATE.read_text())["job_configuration"]
+    assert configuration["command"] is None and configuration["env"] == {}
+    rendered = json.dumps(configuration)
+    for fixed in ("image", "task_role_arn", "execution_role_arn", "cluster", "env", "command", "family"):
+        assert "{{ " + fixed + " }}" not in rendered, fixed
+
+
+@pytest.mark.parametrize("variable", sorted(ecs_probes()))
+def test_an_ecs_run_that_sets_a_job_variable_is_refused_by_the_api(
+    platform: RunningPlatform, ecs_deployment: str, variable: str
+) -> None:
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}), pytest.raises(httpx.HTTPStatusError) as refused:
+        run_deployment(ecs_deployment, timeout=0, job_variables={variable: ecs_probes()[variable]})
+    assert refused.value.response.status_code == 422, refused.value
+
+
+def test_an_ecs_run_may_choose_its_size_within_the_bounds(platform: RunningPlatform, ecs_deployment: str) -> None:
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}):
+        run = run_deployment(ecs_deployment, timeout=0, job_variables={"cpu": 2048, "memory": 4096})
+    assert run.job_variables == {"cpu": 2048, "memory": 4096}  # type: ignore[union-attr]
