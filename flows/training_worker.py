@@ -22,6 +22,7 @@ from tenantml.adapters.worker_limits import limit_resources
 from tenantml.bootstrap import Connection
 from tenantml.domain.request import AttemptEnd, Lease, WorkerClass
 from tenantml.errors import StaleEpoch
+from tenantml.services.admission import training_limits
 from tenantml.services.background import BackgroundSender
 from tenantml.services.worker import MIRROR_FLUSH_S, TrainingAttempt
 from tenantml.settings import load_settings
@@ -83,6 +84,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
         settings.training,
         on_progress=on_progress,
         background=background,
+        limits=training_limits(settings),
     )
     signal.signal(signal.SIGTERM, lambda *_: attempt.preempt())
     logger.info("request %s: worker %s (epoch %s, class %s) starting", request_id, worker_uuid, epoch, worker_class)

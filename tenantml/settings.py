@@ -190,6 +190,21 @@ class LimitSettings(_Section):
     max_columns: int = Field(
         default=1_000, ge=2, description="Most columns a dataset may have (the feature schema is stored with each version)"
     )
+    max_rows: int = Field(
+        default=10_000_000, ge=1,
+        description="Most rows a dataset may have (at submission: the lines after a CSV header, a Parquet file's count)",
+    )
+    max_total_steps: int = Field(
+        default=10_000_000, ge=1,
+        description="Most steps one training may take (epochs times batches, or trees over trees per step)",
+    )
+    max_model_parameters: int = Field(
+        default=20_000_000, ge=1,
+        description="Most weights a linear or neural model may have (features, hidden layers and classes)",
+    )
+    max_checkpoint_bytes: int = Field(
+        default=1024**3, ge=1, description="Largest checkpoint a worker uploads; a larger one fails the training"
+    )
 
 
 class QuotaSettings(_Section):

@@ -30,7 +30,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tenantml.errors import InvalidDataset, UnknownAlgorithm
+from tenantml.errors import InvalidDataset, InvalidParameter, UnknownAlgorithm
 from tenantml.ml.dataset import TrainingData
 from tenantml.ml.params import MAX_EPOCHS, MAX_LAYER_UNITS, MAX_LAYERS, MAX_TREES, Param, check_params
 
@@ -43,6 +43,7 @@ __all__ = [
     "SGDClassifierTrainer",
     "SGDRegressorTrainer",
     "Trainer",
+    "trainer_class",
     "trainer_for",
     "validate_params",
 ]
@@ -50,11 +51,6 @@ __all__ = [
 EVALUATION_ROWS = 5000
 _CHECKPOINT_FORMAT = 1
 _MAX_SEED = 2**32 - 1
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python value it holds, for readable messages."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _same_classes(saved: np.ndarray | None, current: np.ndarray | None) -> bool:
@@ -92,10 +88,24 @@ class Trainer(ABC):
         """Return the complete, typed parameters, or raise InvalidParameter."""
         return check_params(cls.algorithm, cls.PARAMS, params)
 
-    @property
+    @classmethod
     @abstractmethod
+    def steps_for(cls, params: Mapping[str, Any], n_rows: int) -> int:
+        """Steps of a training with these (validated) params on ``n_rows`` rows: known before any data is read."""
+
+    @classmethod
+    def parameter_count(cls, params: Mapping[str, Any], n_features: int, n_classes: int) -> int:
+        """Weights the model will hold (0: not a weight-based model; trees are bounded by the checkpoint size)."""
+        return 0
+
+    @property
     def total_steps(self) -> int:
         """Number of steps of the whole training."""
+        return self.steps_for(self.params, self.data.n_rows)
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
 
     @abstractmethod
     def _build(self) -> BaseEstimator:
@@ -121,7 +131,10 @@ class Trainer(ABC):
         """Run the next step and return metrics on a fixed subset of the training rows."""
         if self._completed >= self.total_steps:
             raise RuntimeError(f"{self.algorithm}: all {self.total_steps} steps are already done")
-        self._step(self._completed)
+        try:
+            self._step(self._completed)
+        except (ArithmeticError, ValueError) as err:  # the same data and params fail the same way again
+            raise _numeric_failure(self.algorithm, self._completed, err) from None
         self._completed += 1
         return self._metrics(self._evaluation)
 
@@ -165,20 +178,20 @@ class Trainer(ABC):
         if self.task == "regression":
             if target.dtype.kind not in "iuf":
                 raise InvalidDataset(
-                    f"{self.algorithm} predicts numbers but target {name!r} holds labels such as "
-                    f"{_plain(target[0])!r}: choose a classifier or a numeric target"
+                    f"{self.algorithm} predicts numbers but target {name!r} holds text labels "
+                    f"({target.dtype} values): choose a classifier or a numeric target"
                 )
             return None
         if target.dtype.kind == "f" and not np.all(np.mod(target, 1) == 0):
-            example = _plain(target[np.mod(target, 1) != 0][0])
-            raise InvalidDataset(
-                f"{self.algorithm} predicts classes but target {name!r} has continuous values such as "
-                f"{example!r}: choose a regressor or round the target into classes"
+            fractional = int(np.count_nonzero(np.mod(target, 1) != 0))
+            raise InvalidDataset(  # no row values: they reach logs and Prefect state messages
+                f"{self.algorithm} predicts classes but target {name!r} is continuous ({fractional} of "
+                f"{len(target)} values have a fractional part): choose a regressor or round the target into classes"
             )
         classes = np.unique(target)
         if len(classes) < 2:
             raise InvalidDataset(
-                f"target {name!r} has the single class {_plain(classes[0])!r}: classification needs at least two"
+                f"target {name!r} has a single class in all {len(target)} rows: classification needs at least two"
             )
         return classes
 
@@ -202,9 +215,9 @@ class _MiniBatchTrainer(Trainer):
     def batches_per_epoch(self) -> int:
         return math.ceil(self.data.n_rows / self.params["batch_size"])
 
-    @property
-    def total_steps(self) -> int:
-        return self.params["epochs"] * self.batches_per_epoch
+    @classmethod
+    def steps_for(cls, params: Mapping[str, Any], n_rows: int) -> int:
+        return int(params["epochs"]) * math.ceil(n_rows / params["batch_size"])
 
     @abstractmethod
     def _model(self) -> BaseEstimator:
@@ -264,6 +277,12 @@ class _SGDTrainer(_MiniBatchTrainer):
         )  # fmt: skip
 
 
+    @classmethod
+    def parameter_count(cls, params: Mapping[str, Any], n_features: int, n_classes: int) -> int:
+        outputs = n_classes if n_classes > 2 else 1  # one-vs-rest above two classes
+        return (n_features + 1) * outputs
+
+
 class SGDClassifierTrainer(_SGDTrainer):
     """Linear classifier by stochastic gradient descent (``SGDClassifier``)."""
 
@@ -303,6 +322,11 @@ class MLPClassifierTrainer(_MiniBatchTrainer):
         "seed": _SEED,
     }
 
+    @classmethod
+    def parameter_count(cls, params: Mapping[str, Any], n_features: int, n_classes: int) -> int:
+        sizes = [n_features, *params["hidden_layer_sizes"], n_classes if n_classes > 2 else 1]
+        return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
+
     def _model(self) -> BaseEstimator:
         p = self.params
         return MLPClassifier(
@@ -322,9 +346,9 @@ class _GrowingEnsembleTrainer(Trainer):
 
     size_param: ClassVar[str]
 
-    @property
-    def total_steps(self) -> int:
-        return math.ceil(self.params[self.size_param] / self.params["trees_per_step"])
+    @classmethod
+    def steps_for(cls, params: Mapping[str, Any], n_rows: int) -> int:
+        return math.ceil(params[cls.size_param] / params["trees_per_step"])
 
     def _step(self, step: int) -> None:
         size = min((step + 1) * self.params["trees_per_step"], self.params[self.size_param])
@@ -382,11 +406,30 @@ ALGORITHMS: dict[str, type[Trainer]] = {
 }
 
 
+def _numeric_failure(algorithm: str, step: int, err: BaseException) -> InvalidParameter | InvalidDataset:
+    """A library's failure inside a step, as a user error that names its kind and never a row value."""
+    text = str(err).lower()
+    if isinstance(err, ArithmeticError) or any(word in text for word in ("overflow", "infinity", "nan")):
+        return InvalidParameter(
+            f"{algorithm}: training diverged at step {step} (numbers grew past the floating-point range, "
+            f"{type(err).__name__}): lower the learning rate (eta0, learning_rate_init) or alpha"
+        )
+    return InvalidDataset(
+        f"{algorithm} cannot train on this data (step {step}, {type(err).__name__} from scikit-learn): "
+        "check the target and feature columns"
+    )
+
+
 def _trainer_class(algorithm: str) -> type[Trainer]:
     try:
         return ALGORITHMS[algorithm]
     except KeyError:
         raise UnknownAlgorithm(algorithm, list(ALGORITHMS)) from None
+
+
+def trainer_class(algorithm: str) -> type[Trainer]:
+    """The trainer of ``algorithm`` (UnknownAlgorithm otherwise), for what is known before any data."""
+    return _trainer_class(algorithm)
 
 
 def validate_params(algorithm: str, params: Mapping[str, object]) -> dict[str, Any]:

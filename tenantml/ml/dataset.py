@@ -24,6 +24,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "TrainingData",
     "fingerprint_file",
+    "measure_file",
     "prepare",
     "read_columns",
     "read_table",
@@ -221,11 +222,36 @@ def prepare(frame: pd.DataFrame, target: str) -> TrainingData:
 
 def fingerprint_file(path: str | Path) -> str:
     """Return the sha256 hex digest of the file's bytes, read in 1 MiB chunks."""
+    return _scan(path)[0]
+
+
+def measure_file(path: str | Path) -> tuple[str, int]:
+    """The file's sha256 hex digest and its rows, in one pass over it.
+
+    Rows are a Parquet file's own count, or a CSV file's lines after the header: an upper bound
+    (a quoted field may hold a line break, a blank line is skipped by the reader) that needs no parsing.
+    """
+    digest, lines = _scan(path)
+    if Path(path).suffix.lower() not in PARQUET_SUFFIXES:
+        return digest, max(lines - 1, 0)
+    try:
+        return digest, int(pq.read_metadata(path).num_rows)
+    except Exception as err:
+        raise InvalidDataset(
+            f"dataset {str(path)!r} cannot be read as parquet ({type(err).__name__}): check that the file is valid"
+        ) from err
+
+
+def _scan(path: str | Path) -> tuple[str, int]:
+    """sha256 hex digest and line count (a last line without a line break counts) of a file."""
     file = Path(path)
     if not file.is_file():
         raise DatasetNotFound(str(path))
     digest = hashlib.sha256()
+    lines, last = 0, b"\n"
     with file.open("rb") as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return digest.hexdigest(), lines + (last != b"\n")

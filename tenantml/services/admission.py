@@ -8,6 +8,7 @@ place (inside the tenant's storage) and its header (the target column). The admi
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,11 +22,12 @@ from tenantml.domain.request import RequestStatus, TrainingRequest, TrainingSpec
 from tenantml.domain.tenant import check_queue_limit
 from tenantml.errors import AlreadyTraining, InvalidDataset, InvalidRequest, UnknownTenant
 from tenantml.ml.algorithms import validate_params
-from tenantml.ml.dataset import fingerprint_file, read_columns
+from tenantml.ml.dataset import measure_file, read_columns
+from tenantml.ml.limits import TrainingLimits, check_training
 from tenantml.ports import DatasetStorage, RequestStore, TenantDirectory
 from tenantml.settings import Settings
 
-__all__ = ["Admission", "Decision", "SubmissionLimits", "TrainingOrder", "submit_training"]
+__all__ = ["Admission", "Decision", "SubmissionLimits", "TrainingOrder", "submit_training", "training_limits"]
 
 
 class AdmissionStore(TenantDirectory, RequestStore, Protocol):
@@ -33,6 +35,10 @@ class AdmissionStore(TenantDirectory, RequestStore, Protocol):
 
 
 MAX_IDEMPOTENCY_KEY = 128
+MAX_SCHEMA_CHARS = 100_000
+"""MLflow's limit on a model-version tag value: each version carries its feature schema as one."""
+MAX_TARGET_CHARS = 250
+"""The target column's name is an MLflow run parameter; a name that long is a mistake, not a column."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,19 @@ class SubmissionLimits:
     max_dataset_bytes: int = 2 * 1024**3
     max_header_bytes: int = 1024**2
     max_columns: int = 1_000
+    training: TrainingLimits = TrainingLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SubmissionLimits:
         limits = settings.limits
-        return cls(settings.quotas.max_queued, limits.max_dataset_bytes, limits.max_header_bytes, limits.max_columns)
+        return cls(settings.quotas.max_queued, limits.max_dataset_bytes, limits.max_header_bytes, limits.max_columns,
+                   training_limits(settings))
+
+
+def training_limits(settings: Settings) -> TrainingLimits:
+    limits = settings.limits
+    return TrainingLimits(limits.max_rows, limits.max_total_steps, limits.max_model_parameters,
+                          limits.max_checkpoint_bytes)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ class TrainingOrder:
     promotion: str = "always"
 
 
-def _checked_dataset(path: Path, order: TrainingOrder, limits: SubmissionLimits) -> None:
+def _checked_dataset(path: Path, order: TrainingOrder, limits: SubmissionLimits) -> list[str]:
     size = path.stat().st_size
     if size > limits.max_dataset_bytes:
         raise InvalidDataset(
@@ -81,6 +95,17 @@ def _checked_dataset(path: Path, order: TrainingOrder, limits: SubmissionLimits)
     if order.target not in columns:
         shown = ", ".join(repr(c) for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
         raise InvalidDataset(f"target column {order.target!r} is not in dataset {order.dataset!r}; columns: {shown}")
+    if len(order.target) > MAX_TARGET_CHARS:
+        raise InvalidDataset(f"target column name is {len(order.target)} characters, over {MAX_TARGET_CHARS}: rename it")
+    # The schema tag as registration writes it, with the longest common dtype name.
+    width = len(json.dumps([[name, "float64"] for name in columns if name != order.target]))
+    if width > MAX_SCHEMA_CHARS:
+        raise InvalidDataset(
+            f"dataset {order.dataset!r} has a feature schema of about {width} characters ({len(columns)} column "
+            f"names), over MLflow's limit of {MAX_SCHEMA_CHARS} on the version tag that holds it: use fewer or "
+            "shorter column names"
+        )
+    return columns
 
 
 def _validated_spec(
@@ -92,7 +117,10 @@ def _validated_spec(
     params = validate_params(order.algorithm, order.params)
     promotion = PromotionPolicy.parse(order.promotion)
     path = storage.resolve(order.tenant, order.dataset)
-    _checked_dataset(path, order, limits)
+    columns = _checked_dataset(path, order, limits)
+    fingerprint, rows = measure_file(path)
+    # Classes are not known before the data is read: two (the fewest) here, the real count in the worker.
+    check_training(order.algorithm, params, rows, len(columns) - 1, 2, limits.training, f"dataset {order.dataset!r}")
     return TrainingSpec(
         tenant=order.tenant,
         model=order.model,
@@ -100,7 +128,7 @@ def _validated_spec(
         target=order.target,
         algorithm=order.algorithm,
         params=params,
-        dataset_fingerprint=fingerprint_file(path),
+        dataset_fingerprint=fingerprint,
         promotion=str(promotion),
     )
 

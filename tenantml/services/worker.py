@@ -32,6 +32,7 @@ from tenantml.services.background import BackgroundSender
 from tenantml.settings import TrainingSettings
 from tenantml.ml.algorithms import Trainer, trainer_for
 from tenantml.ml.dataset import TrainingData, prepare, read_table
+from tenantml.ml.limits import TrainingLimits, check_checkpoint, check_training
 
 __all__ = ["AttemptOutcome", "AttemptTracking", "TrainingAttempt"]
 
@@ -98,10 +99,13 @@ class TrainingAttempt:
         settings: TrainingSettings,
         on_progress: Callable[[int, int], None] | None = None,
         background: BackgroundSender | None = None,
+        limits: TrainingLimits | None = None,
     ) -> None:
-        """``background`` carries the MLflow mirrors off the training's hot path (one of its own if None)."""
+        """``background`` carries the MLflow mirrors off the training's hot path (one of its own if None);
+        ``limits`` are the ``limits`` settings (tenantml.services.admission.training_limits)."""
         self.lease, self.store, self.checkpoints, self.models = lease, store, checkpoints, models
         self.settings = settings
+        self.limits = limits or TrainingLimits()
         self.on_progress = on_progress or (lambda step, total: None)
         self.background = background or BackgroundSender()
         self._owns_background = background is None
@@ -128,6 +132,9 @@ class TrainingAttempt:
         try:
             data = prepare(read_table(request.spec.dataset), request.spec.target)
             trainer = trainer_for(request.spec.algorithm, request.spec.params, data)
+            # Submission counted lines and assumed two classes; now the rows and classes are known.
+            check_training(request.spec.algorithm, trainer.params, data.n_rows, len(data.feature_names),
+                           trainer.n_classes, self.limits)
             if request.checkpoint is not None:
                 trainer.restore(self.checkpoints.download_checkpoint(request.checkpoint))
             resume_step = trainer.completed_steps
@@ -188,7 +195,9 @@ class TrainingAttempt:
         lease, step = self.lease, trainer.completed_steps
         run_id = request.mlflow_run_id or ""
         self.store.check_current(lease)  # a fenced worker uploads nothing
-        checkpoint = self.checkpoints.upload_checkpoint(run_id, trainer.state(), lease.epoch, step)
+        state = trainer.state()
+        check_checkpoint(trainer.algorithm, len(state), step, self.limits)
+        checkpoint = self.checkpoints.upload_checkpoint(run_id, state, lease.epoch, step)
         self.store.commit_checkpoint(lease, checkpoint, _now())
         tags = {"step": step, "checkpoint_step": step, "worker_uuid": lease.worker_uuid, "epoch": lease.epoch}
         self.background.submit(

@@ -23,6 +23,7 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embedded
                   "small_memory_limit_mb": 700, "supervisor_timeout_s": 12},
         prefect={"small_workers": 2, "large_workers": 1},
         fleet={"provisioner": False},  # a fixed fleet: the failover tests count on a free worker; see test_fleet_*
+        limits={"max_checkpoint_bytes": 1_000_000},  # far over an sgd checkpoint (2 kB); see test_user_errors
     )
     embedded, running = start_platform(settings)
     try:

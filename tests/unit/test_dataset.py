@@ -155,3 +155,16 @@ def test_fingerprint_streams_files_larger_than_one_chunk(tmp_path: Path) -> None
     path = tmp_path / "big.parquet"
     path.write_bytes(content)
     assert fingerprint_file(path) == hashlib.sha256(content).hexdigest()
+
+
+def test_rows_are_measured_with_the_fingerprint_in_one_pass(tmp_path: Path) -> None:
+    from tenantml.ml.dataset import measure_file
+
+    with_break, without = tmp_path / "a.csv", tmp_path / "b.csv"
+    with_break.write_bytes(b"x,y\n1,2\n3,4\n")
+    without.write_bytes(b"x,y\n1,2\n3,4")
+    assert measure_file(with_break) == (hashlib.sha256(with_break.read_bytes()).hexdigest(), 2)
+    assert measure_file(without)[1] == 2
+    parquet = tmp_path / "c.parquet"
+    pd.DataFrame({"x": range(7), "y": range(7)}).to_parquet(parquet)
+    assert measure_file(parquet)[1] == 7

@@ -244,3 +244,45 @@ def test_a_dataset_over_the_size_or_column_limit_is_refused_naming_the_limit(
     with pytest.raises(InvalidDataset, match=r"has 51 columns, over the limit of 20"):
         submit_training(store, storage, replace(order, dataset="wide.csv"), NOW, limits=SubmissionLimits(max_columns=20))
     assert request_count(engine) == 0
+
+
+def _write(storage: TenantStorage, tenant: str, name: str, header: list[str], rows: int) -> None:
+    line = ",".join(["1"] * (len(header) - 1) + ["0"]) + "\n"
+    other = ",".join(["2"] * (len(header) - 1) + ["1"]) + "\n"
+    (storage.prefix(tenant) / name).write_text(",".join(header) + "\n" + (line + other) * (rows // 2))
+
+
+def test_rows_steps_and_weights_over_their_limits_are_refused_at_submission_naming_the_limit(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    from tenantml.ml.limits import TrainingLimits
+
+    _write(storage, tenant_name, "rows.csv", ["a", "b", "label"], 1_000)
+    rows = replace(order, dataset="rows.csv", params={"epochs": "100", "batch_size": "10"})
+    small = SubmissionLimits(training=TrainingLimits(max_rows=999))
+    with pytest.raises(InvalidDataset, match=r"1000 rows, over the limit of 999 \(TENANTML_LIMITS__MAX_ROWS\)"):
+        submit_training(store, storage, rows, NOW, limits=small)
+    few_steps = SubmissionLimits(training=TrainingLimits(max_total_steps=9_999))
+    with pytest.raises(InvalidParameter, match=r"10000 steps on 1000 rows, over the limit of 9999 "
+                                               r"\(TENANTML_LIMITS__MAX_TOTAL_STEPS\)"):
+        submit_training(store, storage, rows, NOW, limits=few_steps)
+    huge = replace(order, dataset="rows.csv", algorithm="mlp_classifier",
+                   params={"hidden_layer_sizes": "4096,4096,4096,4096,4096,4096,4096,4096"})
+    with pytest.raises(InvalidParameter, match=r"117[0-9]{6} weights .* \(TENANTML_LIMITS__MAX_MODEL_PARAMETERS\)"):
+        submit_training(store, storage, huge, NOW)
+    assert request_count(engine) == 0
+    assert submit_training(store, storage, rows, NOW).decision is Decision.ACCEPTED
+
+
+def test_a_dataset_too_wide_for_mlflows_schema_tag_is_refused_at_submission(
+    store: Store, storage: TenantStorage, order: TrainingOrder, engine: Engine, tenant_name: str
+) -> None:
+    from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
+
+    from tenantml.services.admission import MAX_SCHEMA_CHARS
+
+    assert MAX_SCHEMA_CHARS == MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
+    _write(storage, tenant_name, "wide.csv", [f"{'f' * 150}_{i:03d}" for i in range(900)] + ["label"], 2)
+    with pytest.raises(InvalidDataset, match="feature schema of about 1[0-9]{5} characters .* MLflow's limit"):
+        submit_training(store, storage, replace(order, dataset="wide.csv"), NOW)
+    assert request_count(engine) == 0
