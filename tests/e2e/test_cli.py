@@ -36,6 +36,19 @@ def test_status_reports_health_and_urls(up: dict[str, str]) -> None:
     assert "inference_url" in status
 
 
+def test_status_names_the_credentials_file_and_how_to_log_in(up: dict[str, str], platform_up: Up) -> None:
+    """The operator's CLI found the credentials itself (nothing sourced); status shows the file, never a value."""
+    path = platform_up.home.resolve() / "credentials.env"
+    status = json.loads(run(up, "status", "--json").stdout)
+    assert status["credentials_file"] == str(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    human = run(up, "status").stdout
+    assert str(path) in human and "PREFECT_API_AUTH_STRING" in human and "MLFLOW_TRACKING_USERNAME" in human
+    secrets = [line.partition("=")[2] for line in path.read_text().splitlines() if "PASSWORD=" in line or "STRING=" in line]
+    assert secrets and not any(secret in human + json.dumps(status) for secret in secrets)
+    assert not any(secret in platform_up.log.read_text() for secret in secrets)
+
+
 def test_train_runs_and_run_show_through_the_command(up: dict[str, str], tmp_path: Path) -> None:
     created = json.loads(run(up, "tenant", "create", "e2e-acme", "--json").stdout)
     assert created["tenant"] == "e2e-acme" and created["api_key"].startswith("tml_")
