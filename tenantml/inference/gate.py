@@ -6,7 +6,9 @@ In order, each answered with a JSON ``{"error": ...}`` before the service sees t
    ASGI scope state as ``tenantml.tenant``; nothing in the body can change it.
 2. The body must be at most ``max_body_bytes`` (413), checked on Content-Length and while reading.
 3. The body must be JSON (400) and an object with a string ``model`` and a list ``rows`` and no
-   other field (422 naming the field).
+   other field (422 naming the field), nested at most ``MAX_DEPTH`` levels (422 naming ``rows``):
+   a row is an object of scalars, and a body nested a thousand deep would otherwise reach
+   BentoML's parser, which answers in its own shape and logs an error.
 
 A body that passes is handed on unchanged, as ``application/json``, so the service's own parser
 never meets input it would reject (and log). Plain ASGI, no framework import; messages never
@@ -45,6 +47,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TENANT_STATE = "tenantml.tenant"
 _FIELDS = ("model", "rows")
+MAX_DEPTH = 8
+_CONTAINERS = (dict, list)  # what JSON parses into; exact types, as orjson and json build them
+"""Deepest nesting of a body: the body, ``rows``, a row and a value are four; the rest is slack for the
+schema to name a value that is a list or an object."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,25 @@ def check_envelope(payload: object) -> None:
         raise InvalidPayload("rows", "is required: a list of objects of feature values")
     if not isinstance(payload["rows"], list):
         raise InvalidPayload("rows", "must be a list of objects of feature values")
+    _check_depth(payload["rows"])
+
+
+def _check_depth(rows: list[Any]) -> None:
+    """Walk only into lists and objects, without recursion; rows of scalars cost one type check per value."""
+    pending: list[tuple[Any, int]] = []
+    for row in rows:  # depth 3; the common case, kept to a plain loop
+        if type(row) is dict:
+            pending.extend((value, 4) for value in row.values() if type(value) in _CONTAINERS)
+        elif type(row) is list:
+            pending.append((row, 3))
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidPayload("rows", f"is nested more than {MAX_DEPTH} levels deep: send each row as a flat "
+                                         "object of feature values")
+        for child in node.values() if type(node) is dict else node:
+            if type(child) in _CONTAINERS:
+                pending.append((child, depth + 1))
 
 
 class TenantGate:

@@ -410,3 +410,11 @@ def test_a_registered_version_is_loaded_with_its_digest_checked_once(served: Ser
     assert response.json()["predictions"] == estimator.predict(matrix(rows)).tolist()
     log = (served.home / "logs" / "inference.log").read_text()
     assert log.count(f"loaded {served.a}.{model} version") == 1
+
+
+def test_a_body_nested_a_thousand_deep_is_422_from_the_gate_not_bentomls_parser(served: Served) -> None:
+    body = b'{"model": "churn", "rows": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = served.client.post("/predict", content=body, headers={"Authorization": f"Bearer {served.keys[served.a]}"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "rows" and "nested more than" in response.json()["error"]
+    assert "ERROR" not in (served.home / "logs" / "inference.log").read_text(errors="replace")

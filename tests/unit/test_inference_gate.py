@@ -217,3 +217,32 @@ def test_a_remembered_key_is_asked_again_after_its_ttl() -> None:
     assert keys.cached(KEY) is None
     assert keys.tenant_for(KEY) == "acme"
     assert len(lookups) == 2
+
+
+def roomy_gate() -> tuple[TenantGate, Inner]:
+    """A gate whose body limit is far above the nesting tests' bodies."""
+    inner = Inner()
+    keys = TenantKeys(lambda digest: "acme" if digest == hash_api_key(KEY) else None)
+    return TenantGate(inner, setup=lambda: GateConfig(keys, 1_000_000)), inner
+
+
+@pytest.mark.parametrize("depth", [9, 1_000])
+def test_a_body_nested_too_deep_is_422_in_the_services_own_shape(depth: int) -> None:
+    gate, inner = roomy_gate()
+    body = b'{"model": "churn", "rows": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+    status, answer, _ = call(gate, body, AUTH)
+    assert status == 422
+    assert answer == {"error": "rows: is nested more than 8 levels deep: send each row as a flat object of feature "
+                               "values", "field": "rows"}
+    assert inner.calls == []
+
+
+def test_a_body_nested_deeper_than_the_parser_allows_is_400() -> None:
+    gate, inner = roomy_gate()
+    status, answer, _ = call(gate, b'{"model": "churn", "rows": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", AUTH)
+    assert status == 400 and "not valid JSON" in answer["error"]  # type: ignore[index]
+    assert inner.calls == []
+
+
+def test_rows_of_scalars_and_a_list_value_pass_the_depth_check() -> None:
+    check_envelope({"model": "m", "rows": [{"x": 1, "y": [1, 2]}, {"x": {"a": [1]}}]})
