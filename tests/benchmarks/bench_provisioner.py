@@ -9,7 +9,6 @@ still replaces a worker that dies), at 2 workers and then at 1.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import threading
@@ -63,11 +62,14 @@ class Fleet:
         return sum((b[0] - a[0]) * max(0, a[1] - a[2]) for a, b in zip(inside, inside[1:]))
 
 
-async def _workers_polling(api_url: str, pool: str, since: datetime) -> list[datetime]:
-    from prefect.client.orchestration import PrefectClient
+def _workers_polling(api_url: str, pool: str, since: datetime) -> list[datetime]:
+    """When the pool's small workers that heartbeat after ``since`` did so; through Prefect's client,
+    which sends the platform's auth string (the server refuses anonymous callers)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    async with PrefectClient(api_url) as client:
-        workers = await client.read_workers_for_work_pool(pool)
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        workers = client.read_workers_for_work_pool(pool)
     return sorted(w.last_heartbeat_time for w in workers
                   if w.name.startswith(f"{SMALL}-") and w.last_heartbeat_time and w.last_heartbeat_time >= since)
 
@@ -83,7 +85,7 @@ def run(embedded: EmbeddedPlatform, platform: RunningPlatform, label: str) -> di
     since = datetime.now(UTC)
     started = time.time()
     ids = [platform.submit(tenant, data, model=f"m{n}", epochs=EPOCHS).request_id for n in range(TRAININGS)]
-    polling = wait_for(lambda: asyncio.run(_workers_polling(platform.prefect_api_url, pool, since)), 120,
+    polling = wait_for(lambda: _workers_polling(platform.prefect_api_url, pool, since), 120,
                        "a small worker polling", every_s=0.2)
     done = all_done(platform, ids, 60 + 10 * EPOCHS * TRAININGS)
     ended = max(r.finished_at.timestamp() for r in done if r.finished_at)
@@ -121,7 +123,7 @@ def pin(embedded: EmbeddedPlatform, platform: RunningPlatform, count: int) -> No
     since = datetime.now(UTC)
     pool = settings.prefect.training_pool
     wait_for(lambda: embedded.workers is not None and len(embedded.workers.services_of(SMALL)) == count
-             and len(asyncio.run(_workers_polling(platform.prefect_api_url, pool, since))) >= count,
+             and len(_workers_polling(platform.prefect_api_url, pool, since)) >= count,
              120, f"{count} small workers polling", every_s=0.5)
 
 
