@@ -25,7 +25,7 @@ WRITE_BYTES = 1024 * 1024
 
 
 @router.put(
-    "/datasets/{name}", status_code=201, summary="Upload a CSV or Parquet file as dataset <name>",
+    "/datasets/{name:path}", status_code=201, summary="Upload a CSV or Parquet file as dataset <name>",
     openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}},
 )
