@@ -19,6 +19,7 @@
     │   └── InvalidPayload        HTTP 422: a field of the body (or of a row) is missing, extra or mistyped
     ├── InvalidSetting            a TENANTML_* variable cannot be used (exit 1: the set-up, not the request)
     ├── Unauthorized              HTTP 401: no ``Authorization: Bearer <key>``, or a key no tenant has
+    │   └── TenantDisabled        the key's tenant is disabled by the operator
     ├── NotFound                  a request, model or version that does not exist (or is another tenant's)
     │   └── ModelNotFound         HTTP 404: unknown model, or another tenant's: the same answer for both
     ├── StaleEpoch                a fenced worker tried to write: it has been replaced
@@ -64,6 +65,7 @@ __all__ = [
     "ResourceExhausted",
     "ServiceUnavailable",
     "StaleEpoch",
+    "TenantDisabled",
     "TenantExists",
     "TenantmlError",
     "Unauthorized",
@@ -186,8 +188,15 @@ class InvalidPayload(InvalidRequest):
 
 
 class Unauthorized(TenantmlError):
-    def __init__(self) -> None:
-        super().__init__("missing or unknown API key: send the header 'Authorization: Bearer <tenant API key>'")
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or "missing or unknown API key: send the header 'Authorization: Bearer <tenant API key>'")
+
+
+class TenantDisabled(Unauthorized):
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"tenant {tenant!r} is disabled by the operator: its keys are refused until the operator "
+                         "runs `tenantml tenant enable`")
+        self.tenant = tenant
 
 
 class NotFound(TenantmlError):

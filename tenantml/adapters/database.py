@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    false,
     event,
 )
 
@@ -44,6 +45,7 @@ tenants = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("max_queued", Integer),  # requests it may have waiting for a worker; None: the settings' default
     Column("max_running", Integer),  # trainings it may run at once, on all classes; None: the settings' default
+    Column("disabled", Boolean, nullable=False, server_default=false()),  # keys refused, nothing started
 )
 
 requests = Table(
