@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from tenantml.cli import database, models, platform, tenants, training, usage, workers
+from tenantml.cli import tenant_lifecycle  # noqa: F401  (its commands join the `tenant` group)
 from tenantml.cli.session import Session
 from tenantml.errors import InvalidRequest, TenantmlError
 from tenantml.local.state import connected

@@ -32,13 +32,24 @@ def create_tenant(
     name: Annotated[str, typer.Argument(help="Lowercase letters, digits and dashes.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Create a tenant and print its API key, once: only its SHA-256 is kept (operator only)."""
+    """Create a tenant and print its API key and MLflow login, once: only the key's SHA-256 is kept (operator only)."""
+    from tenantml.cli.mlflow_login import mlflow_login_text, tenant_access
+
     current = session(ctx)
     api_key = tenancy.create_tenant(current.connection.store, name, datetime.now(UTC), current.api_key)
+    access = tenant_access(current)  # its MLflow user and experiment, before any other user can claim the name
+    login = None
+    if access is not None:
+        with access:
+            access.sync([name])
+            login = (access.url, f"tenant-{name}", access.set_password(name))
     if as_json:
-        print_json({"tenant": name, "api_key": api_key})
+        print_json({"tenant": name, "api_key": api_key, **({} if login is None else {
+            "mlflow_url": login[0], "mlflow_username": login[1], "mlflow_password": login[2]})})
     else:
         print(f"tenant {name} created; its API key (shown once): {api_key}")
+        if login is not None:
+            print(mlflow_login_text(login[0], name, login[2]))
 
 
 @tenant_app.command("list")

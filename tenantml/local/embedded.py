@@ -34,6 +34,7 @@ __all__ = ["EmbeddedPlatform", "platform_env"]
 log = logging.getLogger(__name__)
 
 SERVER_READY_S = 120.0
+ACCESS_SYNC_S = 30.0  # how often tenants' MLflow grants are made exact again
 # A pid in a dead platform's state file is only stopped if its command line has one of these.
 OUR_COMMANDS = ("prefect", "mlflow", "bentoml", "tenantml")
 
@@ -129,6 +130,7 @@ class EmbeddedPlatform:
         logs = home / "logs"
         self._start_servers(env, home, project, prefect_port, mlflow_port, credentials)
         self._prepare(env, project, prefect_api, logs)
+        self._start_access_sync(mlflow_uri, credentials)
         if settings.prefect.fork_server:
             self._servers.append(fork_server.start(env, home, logs, project))
         self.workers = LocalWorkers(settings.prefect, env, logs, project, fleet=settings.fleet)
@@ -183,6 +185,34 @@ class EmbeddedPlatform:
             ensure_identity(mlflow.url, admin_login, (identity.username, identity.password.get_secret_value()),
                             role, grants)
         prefect.wait_ready(SERVER_READY_S)
+
+    def _start_access_sync(self, mlflow_uri: str, credentials: Credentials) -> None:
+        """Every tenant's MLflow grants made exact now, then every ACCESS_SYNC_S in a thread: this bounds
+        how long a name a tenant user claimed under another tenant's stays its (mlflow_tenants)."""
+        from tenantml.adapters.mlflow_tenants import TenantAccess
+        from tenantml.adapters.tenant_records import TenantRecords
+        from tenantml.adapters.database import create_database
+
+        admin = (credentials.admin.username, credentials.admin.password.get_secret_value())
+        engine = create_database(self.settings.database_url, create_schema=False)
+        records = TenantRecords(engine)
+
+        def sync() -> None:
+            with TenantAccess(mlflow_uri, admin) as access:
+                access.sync(sorted(set(records.list_tenants()) - records.disabled_tenants()))
+
+        sync()
+
+        def forever() -> None:
+            while not self._stopping.wait(ACCESS_SYNC_S):
+                try:
+                    sync()
+                except Exception:  # MLflow restarting, a tenant deleted meanwhile: the next round retries
+                    log.warning("syncing tenants' MLflow grants failed; retrying in %s s", ACCESS_SYNC_S,
+                                exc_info=True)
+            engine.dispose()
+
+        threading.Thread(target=forever, name="mlflow-access-sync", daemon=True).start()
 
     def _prepare(self, env: dict[str, str], project: Path, prefect_api: str, logs: Path) -> None:
         """Our metadata schema, the work pools and the deployments, once, before any worker connects."""
