@@ -14,6 +14,8 @@ The migrations live in ``tenantml/adapters/migrations`` with their own version t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -56,9 +58,31 @@ def _recognised_revision(conn: Connection) -> str:
     return "0002" if "finalized_at" in columns else "0001"  # homes made after 0002 have a version table
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A transaction for migrations. On SQLite, batch mode alters a table by copying it, dropping
+    the old one and renaming the copy; with foreign keys enforced (as our engines do) dropping a
+    referenced table fails, so they are off for the migration (SQLite ignores the pragma inside a
+    transaction, hence before it) and checked once at the end."""
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows that break a foreign key; nothing was changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; returns (revision before, revision after)."""
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         before = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
         tables = set(inspect(conn).get_table_names())
         if before is None and "training_requests" not in tables and revision == "head":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from tenantml.adapters.database import create_database, metadata
 from tenantml.adapters.schema import VERSION_TABLE, current_revision, ensure_schema, head_revision, upgrade
@@ -32,7 +32,10 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def engine(url: str) -> Iterator[Engine]:
+    """Foreign keys enforced on SQLite as the platform's own engines do (adapters/database.py)."""
     engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON"))
     yield engine
     engine.dispose()
 
