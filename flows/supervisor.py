@@ -26,7 +26,8 @@ from tenantml.services.trainings import supervisor_silence
 def training_supervisor(run_for_s: float = 3600.0, standby_s: float = 0.0) -> str:
     logger = get_run_logger()
     settings = load_settings()
-    connection = Connection(settings)
+    connection = Connection(settings, create_schema=False)  # schema changes are `tenantml db upgrade`'s
+    connection.require_current_schema()
     holder = f"flow-run:{flow_run.id}"
     give_up = time.monotonic() + standby_s
     while (silence := supervisor_silence(connection.store, stale_after_s=settings.training.supervisor_timeout_s,

@@ -43,7 +43,8 @@ def training_master(
 
     logger = get_run_logger()
     settings = load_settings()
-    connection = Connection(settings)
+    connection = Connection(settings, create_schema=False)  # schema changes are `tenantml db upgrade`'s
+    connection.require_current_schema()
     order = TrainingOrder(tenant, model, dataset, target, algorithm, dict(params or {}), force,
                           idempotency_key or f"flow-run:{flow_run.id}", promotion)
     try:

@@ -32,7 +32,7 @@ def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
     """Hook: tell the master early that this attempt is gone. Correctness never depends on it."""
     params = flow_run.parameters
     try:
-        connection = Connection(load_settings())
+        connection = Connection(load_settings(), create_schema=False)
         connection.store.report_attempt_end(
             Lease(params["request_id"], params["worker_uuid"], params["epoch"]), AttemptEnd.CRASHED,
             f"worker run {state.name.lower()}: {state.message or ''}".strip(), datetime.now(UTC),
@@ -47,7 +47,8 @@ def _clear_lease(flow: Any, flow_run: Any, state: Any) -> None:
 def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class: str = "small") -> Any:
     logger = get_run_logger()
     settings = load_settings()
-    connection = Connection(settings)
+    connection = Connection(settings, create_schema=False)  # schema changes are `tenantml db upgrade`'s
+    connection.require_current_schema()
     tracking, registry = connection.tracking, connection.registry  # import MLflow before limiting memory
     background = BackgroundSender()  # Prefect and MLflow calls off the training's hot path; before the limit
     limit_resources(settings.training, WorkerClass(worker_class))

@@ -85,6 +85,20 @@ class Connection:
 
         return Registry(self.tracking_uri)
 
+    def require_current_schema(self) -> None:
+        """Refuse to work on a metadata database at another schema revision than this code's.
+
+        Flow runs call this instead of upgrading: a worker of a newer release must not migrate the
+        live database under a supervisor of the older one (schema changes are `tenantml up`'s and
+        `tenantml db upgrade`'s), and a worker of an older release must not write a newer schema.
+        """
+        current, head = self.schema_revisions()
+        if current != head:
+            raise PlatformError(
+                f"the training metadata is at schema revision {current or '(none)'} and this code needs {head}: "
+                "run `tenantml db upgrade` (or `tenantml up`) with this release first"
+            )
+
     def schema_revisions(self) -> tuple[str | None, str]:
         """The metadata database's schema revision and the newest one, without changing anything."""
         from tenantml.adapters.schema import current_revision, head_revision
