@@ -269,8 +269,7 @@ class EmbeddedPlatform:
         self._stopping.set()
         if self._fleet is not None:
             self._fleet.stop()  # no worker started, replaced or stopped from here on
-        if self._supervisor is not None:
-            self._supervisor.join(timeout=30)
+        self.stop_supervisor(self._release_lease)
         if self.workers is not None:
             self.workers.stop_all()
         stop_services(list(reversed(self._servers)))

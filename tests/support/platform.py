@@ -24,6 +24,7 @@ from sklearn.datasets import make_classification
 from tenantml.domain.request import TrainingRequest
 from tenantml.domain.tenant import hash_api_key, new_api_key
 from tenantml.bootstrap import Connection
+from tenantml.local.credentials import credentials_file
 from tenantml.local.embedded import EmbeddedPlatform
 from tenantml.local.project import project_dir
 from tenantml.settings import Settings
@@ -74,14 +75,36 @@ def classification_frame(rows: int = 20_000, features: int = 10, seed: int = 3) 
     return frame
 
 
+_SHARED_CREDENTIALS: list[str] = []  # the first platform's credentials file, as text
+
+
+def _share_credentials(home: Path) -> None:
+    """Every platform a test process starts gets the same credentials.
+
+    A platform makes its own process a client of its servers through the environment (the
+    MLflow and Prefect clients read their credentials from it), so a second platform in the same
+    process would otherwise leave the first one's in-process supervisor with the wrong secrets.
+    `tenantml up` runs one platform per process and never needs this.
+    """
+    target = credentials_file(home)
+    if _SHARED_CREDENTIALS and not target.exists():
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(_SHARED_CREDENTIALS[0])
+
+
 def start_platform(settings: Settings) -> tuple[EmbeddedPlatform, RunningPlatform]:
     """Start an embedded platform; the caller stops the first element."""
+    _share_credentials(settings.home)
     embedded = EmbeddedPlatform(settings)
     try:
         state = embedded.start(serve_inference=False)
     except BaseException:
         embedded.stop()
         raise
+    if not _SHARED_CREDENTIALS:
+        _SHARED_CREDENTIALS.append(credentials_file(settings.home).read_text())
     connected = settings.model_copy(update={
         "mlflow": settings.mlflow.model_copy(update={"tracking_uri": str(state.mlflow_tracking_uri)}),
         "prefect": settings.prefect.model_copy(update={"api_url": str(state.prefect_api_url)}),
