@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tenantml.adapters.mlflow_access import _Admin
-from tenantml.adapters.tracking import experiment_name
+from tenantml.adapters.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_name
 
 __all__ = ["SyncReport", "TenantAccess", "mlflow_username"]
 
@@ -95,7 +95,8 @@ class TenantAccess:
         if not create:
             return None
         made = self._api.call("POST", "/api/2.0/mlflow/experiments/create",
-                              json={"name": name, "tags": [{"key": "tenant", "value": tenant}]})
+                              json={"name": name, "tags": [{"key": "tenant", "value": tenant},
+                                                           {"key": EXPERIMENT_KIND_TAG, "value": EXPERIMENT_KIND}]})
         return str(made.json()["experiment_id"])
 
     def model_names(self, tenant: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
@@ -25,6 +25,10 @@ from tenantml.errors import CorruptCheckpoint
 __all__ = ["TAG_PREFIX", "Tracking", "experiment_name"]
 
 TAG_PREFIX = "tenantml."
+
+
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+"""Opens the experiment in the MLflow UI's model-training mode, not its GenAI mode ("Traces 0")."""
 
 
 def experiment_name(tenant: str) -> str:
@@ -45,9 +49,12 @@ class Tracking:
         name = experiment_name(tenant)
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the kind was set
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return str(found.experiment_id)
         try:
-            return str(self.client.create_experiment(name, tags=_tags({"tenant": tenant})))
+            return str(self.client.create_experiment(
+                name, tags={**_tags({"tenant": tenant}), EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
         except Exception:  # created concurrently by another master
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -76,6 +83,10 @@ class Tracking:
             params.update({f"param.{k}": str(v) for k, v in spec.params.items()})
             for key, value in params.items():
                 self.client.log_param(run_id, key, value)
+            dataset = Dataset(name=Path(spec.dataset).name, digest=spec.dataset_fingerprint[:36],
+                              source_type="tenant_storage", source=Path(spec.dataset).name)  # never a host path
+            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context",
+                                                                                      "training")])])
             return run_id
 
     def mirror(self, run_id: str, **values: object) -> None:

@@ -40,12 +40,41 @@ def parse_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 @app.command()
+def algorithms(as_json: JsonOption = False) -> None:
+    """Each algorithm `train` accepts, with its parameters, their defaults and allowed values.
+
+    Example: tenantml train --algorithm mlp_classifier --param hidden_layer_sizes=64,32 --param epochs=20 ...
+    """
+    from tenantml.ml.algorithms import ALGORITHMS  # scikit-learn: 1 s, for this command only
+
+    listed: dict[str, list[dict[str, Any]]] = {
+        name: [{"name": key, "default": list(param.default) if isinstance(param.default, tuple) else param.default,
+                "allowed": param.describe()} for key, param in trainer.PARAMS.items()]
+        for name, trainer in ALGORITHMS.items()
+    }
+    if as_json:
+        print_json([{"algorithm": name, "parameters": params} for name, params in listed.items()])
+        return
+    rows = [(name if i == 0 else "", p["name"], _shown(p["default"]), p["allowed"])
+            for name, params in listed.items() for i, p in enumerate(params)]
+    print_table(["algorithm", "parameter", "default", "allowed"], rows)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@app.command()
 def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="The model's name; each training registers a version of it.")],
     dataset: Annotated[str, typer.Option(help="A path inside the tenant's storage (see `dataset add`).")],
     target: Annotated[str, typer.Option(help="The column to predict.")],
-    algorithm: Annotated[str, typer.Option(help="sgd_classifier, mlp_classifier, ... (see the README).")],
+    algorithm: Annotated[str, typer.Option(
+        help="sgd_classifier, sgd_regressor, mlp_classifier, hist_gradient_boosting_classifier or "
+        "random_forest_classifier; `tenantml algorithms` lists each one's parameters.")],
     tenant: TenantOption = None,
     param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="An algorithm parameter; repeat it.")]
     = None,

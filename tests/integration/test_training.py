@@ -46,6 +46,11 @@ def test_completed_training_shows_artifacts_and_prunes_its_checkpoints(platform:
     assert len(kept) == platform.settings.training.checkpoint_retention
     assert all(mlflow.list_artifacts(final.mlflow_run_id, folder.path) for folder in folders)  # none left empty
     assert all("/lease-" in f"/{folder.path}" for folder in folders)
+    run = mlflow.get_run(final.mlflow_run_id)  # a model-training experiment, with its dataset as an input
+    assert mlflow.get_experiment(run.info.experiment_id).tags.get("mlflow.experimentKind") == "custom_model_development"
+    assert [(d.dataset.name, d.dataset.source_type) for d in run.inputs.dataset_inputs] == [
+        ("data.csv", "tenant_storage")
+    ]
     assert mlflow.get_model_version_by_alias(f"{tenant}.m", "champion").version == final.model_version
     wait_for(lambda: mlflow.get_run(final.mlflow_run_id).data.tags.get("tenantml.model_version")
              == final.model_version, 30, "the worker's last mirror (status and version) in the MLflow run")
