@@ -35,7 +35,12 @@ def judge(
 ) -> tuple[Decision, str]:
     """The decision for a new request of ``spec``, and why, in words for the tenant."""
     if active is not None:
-        return Decision.DUPLICATE, f"{spec.tenant}/{spec.model} is already training: request {active.id}"
+        ignored = _differences(spec, active.spec)
+        return Decision.DUPLICATE, (
+            f"{spec.tenant}/{spec.model} is already training: request {active.id}"
+            + (f"; this submission's {ignored} were ignored: cancel that request (`tenantml run cancel "
+               f"{active.id}`) and submit again to train with them" if ignored else "")
+        )
     if not force and last_completed is not None and (
         last_completed.spec.training_fingerprint == spec.training_fingerprint
     ):
@@ -44,3 +49,17 @@ def judge(
             f"(version {last_completed.model_version})"
         )
     return Decision.ACCEPTED, "accepted"
+
+
+def _differences(new: TrainingSpec, running: TrainingSpec) -> str:
+    """What a duplicate submission asked for that the running training does not do, in words."""
+    changed = [name for name in ("dataset", "target", "algorithm", "promotion")
+               if getattr(new, name) != getattr(running, name)]
+    keys = sorted({*new.params, *running.params})
+    changed += [f"{key}={new.params[key]!r}" if key in new.params else f"{key} (unset)"
+                for key in keys if new.params.get(key) != running.params.get(key)]
+    if new.dataset_fingerprint and running.dataset_fingerprint and "dataset" not in changed and (
+        new.dataset_fingerprint != running.dataset_fingerprint
+    ):
+        changed.append("dataset contents")
+    return ", ".join(changed) and f"settings ({', '.join(changed)})"

@@ -131,6 +131,10 @@ def test_duplicate_while_active_returns_the_existing_request(
     again = submit_training(store, storage, replace(order, params={"epochs": 9}), NOW)
     assert (again.decision, again.request_id) == (Decision.DUPLICATE, first.request_id)
     assert "already training" in again.message
+    assert "this submission's settings (epochs=9) were ignored" in again.message  # said, not silently dropped
+    assert f"tenantml run cancel {first.request_id}" in again.message
+    same = submit_training(store, storage, order, NOW)
+    assert same.decision is Decision.DUPLICATE and "ignored" not in same.message
     assert request_count(engine) == 1
 
 
