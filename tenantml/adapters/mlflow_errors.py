@@ -18,9 +18,17 @@ __all__ = ["is_missing", "mlflow_calls"]
 
 
 def is_missing(err: Exception) -> bool:
-    """MLflow's way of saying a run, model, version or alias does not exist."""
+    """MLflow's way of saying a run, model, version or alias does not exist.
+
+    With basic-auth on, MLflow checks permissions before it looks, and a registered model that does
+    not exist has no grant: the answer is 403 "Permission denied", not 404. The platform's
+    identities hold wildcard grants over every model that exists (tenantml/adapters/mlflow_access.py),
+    so for them a denied read means a model that is not there.
+    """
     code = getattr(err, "error_code", "")
-    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or "not found" in str(err).lower()
+    text = str(err).lower()
+    denied = code == "PERMISSION_DENIED" or ("error code 403" in text and "permission denied" in text)
+    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or "not found" in text or denied
 
 
 @contextmanager
