@@ -61,11 +61,11 @@ def test_a_small_tenant_starts_within_the_preemption_delay_behind_a_backlog_and_
 ) -> None:
     _, platform = scheduled
     big, small, frame = platform.new_tenant(), platform.new_tenant(), classification_frame()
-    params = {"epochs": 25}
+    params = {"epochs": 150}  # long against the 5 s preemption delay, so that no slot frees by itself first
     backlog = [platform.submit(big, platform.dataset(big, frame), model=f"m{n}", **params).request_id
-               for n in range(4)]
+               for n in range(3)]
     wait_for(lambda: all(started_at(platform.request(i)) for i in backlog[:2]), 120, "the backlog to start")
-    late = [platform.submit(small, platform.dataset(small, frame), model=f"m{n}", **params).request_id
+    late = [platform.submit(small, platform.dataset(small, frame), model=f"m{n}", epochs=25).request_id
             for n in range(2)]
 
     first = wait_for(lambda: started_at(platform.request(late[0])), 120, "the small tenant's first training")
