@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -15,7 +16,15 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -58,14 +67,36 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Non
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
+PLAIN_EVERY_S = 10.0
+
+
+def _plain_lines(every_s: float) -> ProgressUpdate:
+    last: dict[str, Any] = {"status": None, "at": 0.0}
+
+    def update(status: str, step: int, total: int | None, attempt: int) -> None:
+        now = time.monotonic()
+        if status == last["status"] and now - last["at"] < every_s:
+            return
+        share = f" ({100 * step / total:.0f}%)" if total else ""
+        print(f"{status}: step {step}/{total or '?'}{share}", file=sys.stderr, flush=True)
+        last.update(status=status, at=now)
+
+    return update
+
+
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[ProgressUpdate]:
-    """A progress bar on stderr while the block runs, if ``enabled`` and stderr is a terminal."""
-    if not enabled or not sys.stderr.isatty():
+def progress_bar(enabled: bool = True, plain_every_s: float = PLAIN_EVERY_S) -> Iterator[ProgressUpdate]:
+    """Progress on stderr while the block runs, if ``enabled``: a bar with percentage and ETA on a
+    terminal; elsewhere (a CI log, a pipe) a plain line on every change of state and at least
+    every ``plain_every_s`` seconds while it trains."""
+    if not enabled:
         yield lambda status, step, total, attempt: None
         return
+    if not sys.stderr.isatty():
+        yield _plain_lines(plain_every_s)
+        return
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("attempt {task.fields[attempt]}"), TimeElapsedColumn())
+               TimeRemainingColumn(), TextColumn("attempt {task.fields[attempt]}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task("pending", total=None, attempt=1)
 
