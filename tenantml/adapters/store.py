@@ -9,15 +9,16 @@ same kind of compare-and-set on the epoch, so two masters can never both start a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tenantml.adapters.database import attempts, requests, supervisor_leases
+from tenantml.adapters.database import attempts, requests
 from tenantml.adapters.rows import stored_key, to_attempt, to_request
 from tenantml.adapters.fleet_records import FleetRecords
+from tenantml.adapters.supervisor_leases import SupervisorLeases
 from tenantml.adapters.tenant_records import TenantRecords
 from tenantml.adapters.workload import WorkloadCounts
 from tenantml.domain.request import (
@@ -41,7 +42,7 @@ _WORKING = sorted(status.value for status in WORKING)
 _QUEUED = sorted(status.value for status in QUEUED)
 
 
-class Store(TenantRecords, WorkloadCounts, FleetRecords):
+class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
     """Reads and writes training metadata; every method is one transaction."""
 
     # -- requests ------------------------------------------------------------------------
@@ -136,46 +137,6 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords):
     def supervised(self) -> list[TrainingRequest]:
         """Every request the supervisor looks after: still training or queued, or ended but not finalized."""
         return self._read(or_(requests.c.status.in_(_ACTIVE), requests.c.finalized_at.is_(None)), limit=1_000_000)
-
-    def hold_lease(self, name: str, holder: str, now: datetime, stale_after_s: float) -> bool:
-        """Take or keep the supervisor lease ``name``; False while another holder's heartbeat is fresh.
-
-        One compare-and-set: the row is ours, or its heartbeat is older than ``stale_after_s``.
-        """
-        cutoff = now - timedelta(seconds=stale_after_s)
-        with self._begin() as conn:
-            taken = conn.execute(
-                update(supervisor_leases)
-                .where(supervisor_leases.c.name == name,
-                       or_(supervisor_leases.c.holder == holder, supervisor_leases.c.heartbeat_at < cutoff))
-                .values(holder=holder, heartbeat_at=now)
-            ).rowcount == 1
-            if taken:
-                return True
-            if conn.execute(select(supervisor_leases.c.name).where(supervisor_leases.c.name == name)).first():
-                return False
-        try:
-            with self._begin() as conn:
-                conn.execute(insert(supervisor_leases).values(name=name, holder=holder, acquired_at=now,
-                                                              heartbeat_at=now))
-        except IntegrityError:  # another supervisor created it first
-            return False
-        return True
-
-    def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up at once (a clean stop), so that a standby need not wait for it to go stale."""
-        with self._begin() as conn:
-            conn.execute(supervisor_leases.delete().where(supervisor_leases.c.name == name,
-                                                          supervisor_leases.c.holder == holder))
-
-    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
-        with self._connect() as conn:
-            row = conn.execute(select(supervisor_leases.c.holder, supervisor_leases.c.heartbeat_at)
-                               .where(supervisor_leases.c.name == name)).first()
-        if row is None:
-            return None
-        at = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=UTC)
-        return str(row.holder), at
 
     def requeue(
         self,
