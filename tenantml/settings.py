@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -25,6 +26,7 @@ __all__ = [
     "QuotaSettings",
     "ServingSettings",
     "Settings",
+    "StorageSettings",
     "TenantApiSettings",
     "TrainingSettings",
     "load_settings",
@@ -240,6 +242,38 @@ class TenantApiSettings(_Section):
     )
 
 
+class StorageSettings(_Section):
+    """Where datasets, checkpoints and MLflow artifacts live: under ``TENANTML_HOME``, or in an S3 bucket.
+
+    With ``backend=s3``, ``tenantml up`` registers the ``credentials_block`` (AWS Credentials) and
+    ``bucket_block`` (S3 Bucket) Prefect blocks from these values, and processes load the bucket block
+    by name: an operator may repoint it in the Prefect UI. Keys are ``<prefix>/<tenant>/...``.
+    """
+
+    backend: Literal["local", "s3"] = Field(
+        default="local", description="local: files under TENANTML_HOME; s3: an S3 (or S3-compatible) bucket"
+    )
+    bucket: str | None = Field(default=None, description="The S3 bucket (backend=s3); it must exist")
+    prefix: str = Field(
+        default="tenantml", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+        description="Key prefix in the bucket: each tenant's objects are under <prefix>/<tenant>/",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint for S3-compatible stores (MinIO, Ceph, moto); default: AWS"
+    )
+    region: str = Field(default="us-east-1", description="AWS region of the bucket")
+    access_key_id: str | None = Field(
+        default=None, description="AWS access key id; default: boto3's own chain (environment, profile, role)"
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="AWS secret access key")
+    credentials_block: str = Field(
+        default="tenantml-aws", description="Name of the AWS Credentials block `tenantml up` registers"
+    )
+    bucket_block: str = Field(
+        default="tenantml-storage", description="Name of the S3 Bucket block `tenantml up` registers and processes load"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER, extra="forbid"
@@ -267,6 +301,7 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     def to_env(self, *, exclude_unset: bool = False) -> dict[str, str]:
         """These settings as ``TENANTML_*`` variables: a child process loads equal settings from them.
