@@ -28,6 +28,7 @@
     └── PlatformError             a part of the platform cannot start, is not running or cannot be reached
         ├── PortInUse
         ├── HomeNotWritable
+        ├── StartupCheckFailed    a setting `tenantml up` needs (a database URL, a bucket) is wrong: nothing started
         ├── ServiceUnavailable    the metadata database, MLflow or Prefect did not answer
         └── ModelUnavailable      HTTP 503: the registry cannot be reached, or the model cannot be loaded
             └── UntrustedModel    the version's files lack the platform's digest, do not match it, or hold
@@ -65,6 +66,7 @@ __all__ = [
     "ResourceExhausted",
     "ServiceUnavailable",
     "StaleEpoch",
+    "StartupCheckFailed",
     "TenantDisabled",
     "TenantExists",
     "TenantmlError",
@@ -250,6 +252,14 @@ class HomeNotWritable(PlatformError):
     def __init__(self, home: str, reason: str) -> None:
         super().__init__(f"TENANTML_HOME {home!r} cannot be written ({reason}): choose a writable folder")
         self.home = home
+
+
+class StartupCheckFailed(PlatformError):
+    """A start-up check failed: each problem names its setting; no process was started."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("cannot start, nothing was started: " + "; ".join(problems))
+        self.problems = problems
 
 
 class ServiceUnavailable(PlatformError):
