@@ -123,18 +123,21 @@ def _auth_config(store: Path, auth: MlflowAuth) -> Path:
 
 
 def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path,
-                  auth: MlflowAuth | None = None) -> Server:
+                  auth: MlflowAuth | None = None, artifacts: tuple[str, Mapping[str, str]] | None = None) -> Server:
     """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``.
 
     With ``auth`` it runs MLflow's basic-auth app (users in ``store/auth.db``): every call but the
     health check needs a user, and GraphQL is checked too (MLflow's default, kept on).
+    ``artifacts`` is another destination (``s3://...``) and the variables the server needs to reach it
+    (tenantml.adapters.s3_setup.mlflow_artifacts); clients upload through the server either way.
     """
+    destination, artifacts_env = artifacts or (str(store / "artifacts"), {})
     command = [
         _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-        "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts",
+        "--artifacts-destination", destination, "--serve-artifacts",
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]
-    server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server_env = {**env, **artifacts_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     if auth is not None:
         store.mkdir(parents=True, exist_ok=True)
         command[2:2] = ["--app-name", "basic-auth"]
