@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenantml.errors import InvalidSetting
@@ -69,6 +69,13 @@ class PrefectSettings(_Section):
     small_workers: int = Field(default=2, ge=0, description="Process workers started for the small class")
     large_workers: int = Field(default=1, ge=0, description="Process workers started for the large class")
     runs_per_worker: int = Field(default=1, ge=1, description="Trainings one worker runs at once")
+    remote_small_workers: int = Field(
+        default=0, ge=0, description="Small-class workers on worker hosts (`tenantml worker start`): the scheduler "
+        "counts their slots beside the local workers'",
+    )
+    remote_large_workers: int = Field(
+        default=0, ge=0, description="Large-class workers on worker hosts (`tenantml worker start --class large`)",
+    )
     fork_server: bool = Field(
         default=True,
         description="Start flow runs by forking a process that has imported everything once (seconds faster)",
@@ -286,6 +293,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="A tenant's API key: the CLI then acts as that tenant only"
     )
+    bind_host: str = Field(
+        default="127.0.0.1",
+        description="Address the embedded Prefect and MLflow servers listen on and give clients: one that worker "
+        "hosts reach (a specific address, not 0.0.0.0)",
+    )
     api_url: str | None = Field(
         default=None,
         description="The tenant API; with TENANTML_API_KEY the CLI then talks to it only (tenant mode: no database, "
@@ -314,6 +326,14 @@ class Settings(BaseSettings):
     @property
     def datasets_root(self) -> Path:
         return self.home.resolve() / "datasets"
+
+    @field_validator("bind_host")
+    @classmethod
+    def _bind_host(cls, host: str) -> str:
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - refused, not bound
+            raise ValueError("not an address clients can call: give this host's address that the worker hosts "
+                             "reach, e.g. 10.0.0.5")
+        return host
 
     @property
     def database_url(self) -> str:
