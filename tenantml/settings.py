@@ -140,6 +140,18 @@ class MlflowSettings(_Section):
         default=60, ge=0,
         description="How long the embedded MLflow server trusts a checked password (0: check each request, ~20x slower)",
     )
+    backend_store_uri: SecretStr | None = Field(
+        default=None,
+        description="Database of the embedded MLflow server's runs and models; default: SQLite at "
+        "$TENANTML_HOME/mlflow/mlflow.db. PostgreSQL: postgresql+psycopg://... (a database of its own: MLflow keeps "
+        "its own alembic_version, as Prefect does)",
+    )
+    auth_database_uri: SecretStr | None = Field(
+        default=None,
+        description="Users and grants of the embedded MLflow server's basic-auth app; default: the backend store's "
+        "database if TENANTML_MLFLOW__BACKEND_STORE_URI is set (own tables, version table alembic_version_auth), "
+        "else SQLite at $TENANTML_HOME/mlflow/auth.db",
+    )
 
 
 class TrainingSettings(_Section):
