@@ -70,24 +70,24 @@ def _bin(name: str) -> str:
 
 def prefect_server(
     port: int, env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path, database_url: str | None = None,
-    auth_string: str | None = None,
+    auth_string: str | None = None, host: str = HOST,
 ) -> Server:
-    """``prefect server start`` with ``PREFECT_HOME`` at ``home``; SQLite there unless ``database_url``.
+    """``prefect server start`` on ``host`` with ``PREFECT_HOME`` at ``home``; SQLite there unless ``database_url``.
 
     Cross-origin requests are allowed from the server's own origin only (Prefect's default is ``*``,
     so any web page the operator opens could drive the API), and CSRF protection is on (Prefect's
     clients and UI fetch a token first). With ``auth_string`` every API call but the health check
     needs it as HTTP basic auth; the UI asks for it once.
     """
-    origin = f"http://{HOST}:{port}"
+    origin = f"http://{host}:{port}"
     server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                   "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": origin, "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true"}
     if database_url is not None:
         server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     if auth_string is not None:
         server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
-    command = [_bin("prefect"), "server", "start", "--host", HOST, "--port", str(port)]
-    api = f"http://{HOST}:{port}/api"
+    command = [_bin("prefect"), "server", "start", "--host", host, "--port", str(port)]
+    api = f"http://{host}:{port}/api"
     return Server(start_service("prefect-server", command, server_env, log_dir, cwd), api, f"{api}/health")
 
 
