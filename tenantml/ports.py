@@ -36,6 +36,7 @@ __all__ = [
     "DatasetStorage",
     "DatasetUpload",
     "Dispatcher",
+    "MemoryKills",
     "MetadataStore",
     "ModelRegistry",
     "RequestFinisher",
@@ -205,6 +206,14 @@ class Dispatcher(Protocol):
         ...
 
     def cancel(self, flow_run_id: str) -> None: ...
+
+
+class MemoryKills(Protocol):
+    """Whether the platform killed a run's process for memory (see tenantml.domain.memory_kills)."""
+
+    def memory_kill(self, flow_run_id: str) -> str | None:
+        """The reason to record if it did, else None."""
+        ...
 
 
 # -- MLflow ------------------------------------------------------------------------------------

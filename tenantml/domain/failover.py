@@ -11,16 +11,20 @@ What follows is decided here, from the event and the request's attempt history a
   fails with the whole story in its reason;
 - a preemption or a move uses none: the work was handed back, not lost;
 - the next attempt runs on the same worker class, except after a resource failure, which escalates
-  to the larger class (claim 7).
+  to the larger class (claim 7); a crash or a lost worker that its platform killed for memory is a
+  resource failure too (:func:`memory_kill`, :mod:`tenantml.domain.memory_kills`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from tenantml.domain import memory_kills
 from tenantml.domain.request import AttemptEnd, TrainingRequest, WorkerClass
 
-__all__ = ["Fail", "FailoverDecision", "Resume", "UuidEvent", "decide", "failures_without_progress", "next_worker_class"]
+__all__ = ["Fail", "FailoverDecision", "Resume", "UuidEvent", "decide", "failures_without_progress", "memory_kill",
+           "next_worker_class"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,21 @@ def next_worker_class(current: WorkerClass, end: AttemptEnd) -> WorkerClass:
     if end is AttemptEnd.RESOURCE_EXHAUSTED:
         return WorkerClass.LARGE
     return current
+
+
+def memory_kill(event: UuidEvent, witness: Callable[[], str | None] = lambda: None) -> UuidEvent:
+    """``event`` as a resource failure if it is a crash or a lost worker that was killed for memory.
+
+    The mark is in the crash message (ECS' ``OutOfMemoryError``, Kubernetes' ``OOMKilled``), or
+    ``witness`` saw it (a kernel OOM kill in the attempt's cgroup); the witness is asked only then.
+    """
+    if event.end not in (AttemptEnd.CRASHED, AttemptEnd.HEARTBEAT_LOST):
+        return event
+    if marked := memory_kills.in_message(event.reason):
+        return UuidEvent(AttemptEnd.RESOURCE_EXHAUSTED, marked)
+    if witnessed := witness():
+        return UuidEvent(AttemptEnd.RESOURCE_EXHAUSTED, f"{witnessed}; seen as: {event.reason}")
+    return event
 
 
 def failures_without_progress(request: TrainingRequest, event: UuidEvent) -> int:

@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from tenantml.domain.failover import Fail, UuidEvent, decide
+from tenantml.domain.failover import Fail, UuidEvent, decide, memory_kill
 from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, TrainingRequest, WorkerClass
 from tenantml.domain.scheduling import Plan, Policy, Running, Waiting, plan
 from tenantml.domain.tenant import effective_limits
 from tenantml.domain.usage import usage_by_tenant
 from tenantml.errors import StaleEpoch
-from tenantml.ports import Capacity, Dispatcher, RequestStore, RunLog, RunState, SupervisorStore
+from tenantml.ports import Capacity, Dispatcher, MemoryKills, RequestStore, RunLog, RunState, SupervisorStore
 from tenantml.settings import SchedulerSettings, TrainingSettings
 
 __all__ = ["LEASE", "Finalizer", "Tick", "TrainingSupervisor", "supervise"]
@@ -120,17 +120,19 @@ class TrainingSupervisor:
         finalizing: Executor | None = None,
         default_max_running: int | None = None,
         run_log: RunLog | None = None,
+        memory_kills: MemoryKills | None = None,
     ) -> None:
         """``on_change`` is called with a request whenever its status or attempts changed (the
         Prefect attempts table); ``finalizing`` runs the finalizer (inline unless given);
         ``default_max_running`` is the running limit of a tenant without one of its own; ``run_log``
-        gets each decision in words, for the log of the attempt's run."""
+        gets each decision in words, for the log of the attempt's run; ``memory_kills`` tells a crash
+        the platform's OOM killer caused (a resource failure) from any other."""
         self.store, self.dispatcher, self.finalizer, self.capacity = store, dispatcher, finalizer, capacity
         self.settings, self.scheduler = settings, scheduler or SchedulerSettings()
         self.on_change = on_change or (lambda request: None)
         self.clock, self.default_max_running = clock, default_max_running
         self.finalizing = finalizing or _Inline()
-        self.run_log = run_log or _Silent()
+        self.run_log, self.memory_kills = run_log or _Silent(), memory_kills
         self._seen: dict[str, _Seen] = {}
         self._shown: dict[str, tuple[object, ...]] = {}
         self._finals: dict[str, Future[object]] = {}
@@ -171,6 +173,11 @@ class TrainingSupervisor:
         return self.dispatcher.run_states(runs) if runs else {}
 
     def detect(self, request: TrainingRequest, run: tuple[RunState, str] | None) -> UuidEvent | None:
+        event, kills = self._detect(request, run), self.memory_kills
+        run_id = request.current_attempt.flow_run_id if request.current_attempt else None
+        return memory_kill(event, lambda: kills.memory_kill(run_id) if kills and run_id else None) if event else None
+
+    def _detect(self, request: TrainingRequest, run: tuple[RunState, str] | None) -> UuidEvent | None:
         attempt = request.current_attempt
         if attempt is None or attempt.flow_run_id is None:
             return None
