@@ -126,6 +126,7 @@ class LocalWorkers:
     fleet: FleetSettings | None = None  # with its provisioner on, each class starts at its minimum
     claimable: Callable[[str, str], int] | None = None
     clock: Callable[[], float] = time.monotonic  # for the crash-loop backoff
+    name_prefix: str = ""  # a worker host's name, so that its Prefect workers' names differ from other hosts'
     _workers: dict[str, list[Worker]] = field(default_factory=dict)
     _started: dict[str, int] = field(default_factory=dict)
     _owed: dict[str, int] = field(default_factory=dict)  # replacements waiting for their backoff
@@ -155,7 +156,7 @@ class LocalWorkers:
         with self._lock:
             for _ in range(count):
                 self._started[worker_class] = number = self._started.get(worker_class, 0) + 1
-                name = f"{worker_class}-{number}"
+                name = f"{self.name_prefix}{worker_class}-{number}"
                 command = [
                     str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", queue.pool,
                     "--work-queue", queue.name, "--type", "process", "--limit", str(queue.runs_per_worker),
@@ -174,10 +175,13 @@ class LocalWorkers:
                     for worker_class in queues(self.settings)}
 
     def slots(self) -> dict[str, int]:
-        """Per training class: runs its workers that take runs can hold at once (draining ones excluded)."""
+        """Per training class: runs its workers that take runs can hold at once (draining ones excluded),
+        and those of the workers on other hosts the settings declare (this process cannot see them)."""
+        remote = {WorkerClass.SMALL.value: self.settings.remote_small_workers,
+                  WorkerClass.LARGE.value: self.settings.remote_large_workers}
         with self._lock:
-            return {worker_class.value: len(self._taking(worker_class.value)) * self.settings.runs_per_worker
-                    for worker_class in WorkerClass}
+            return {worker_class.value: (len(self._taking(worker_class.value)) + remote[worker_class.value])
+                    * self.settings.runs_per_worker for worker_class in WorkerClass}
 
     def scale(self, worker_class: str, desired: int) -> None:
         """Make ``desired`` workers of the class take runs: start some, or drain some (see the module's docstring)."""
