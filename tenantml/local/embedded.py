@@ -122,8 +122,8 @@ class EmbeddedPlatform:
         mlflow_port = claim_port("MLflow server", settings.mlflow.port)
         serving_port = claim_port("inference service", settings.serving.port) if serve_inference else None
         tenant_api_port = claim_port("tenant API", settings.tenant_api.port)
-        prefect_api = f"http://127.0.0.1:{prefect_port}/api"
-        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        prefect_api = f"http://{settings.bind_host}:{prefect_port}/api"
+        mlflow_uri = f"http://{settings.bind_host}:{mlflow_port}"
         credentials = ensure_credentials(home)
         credentials.export()  # this process's own clients: the supervisor, the provisioner, set-up
         env = platform_env(settings, home, prefect_api, mlflow_uri, project, credentials)
@@ -150,7 +150,7 @@ class EmbeddedPlatform:
             home=str(home),
             supervisor_pid=os.getpid(),
             prefect_api_url=prefect_api,
-            prefect_ui_url=f"http://127.0.0.1:{prefect_port}",
+            prefect_ui_url=f"http://{settings.bind_host}:{prefect_port}",
             mlflow_tracking_uri=mlflow_uri,
             inference_url=inference_url,
             tenant_api_url=tenant_api.url,
@@ -171,7 +171,8 @@ class EmbeddedPlatform:
         logs = home / "logs"
         prefect = prefect_server(prefect_port, env, home / "prefect", logs, project,
                                  database_url.get_secret_value() if database_url is not None else None,
-                                 auth_string=credentials.prefect_auth_string.get_secret_value())
+                                 auth_string=credentials.prefect_auth_string.get_secret_value(),
+                                 host=self.settings.bind_host)
         self._servers.append(prefect.service)
         admin = credentials.admin
         auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
