@@ -76,11 +76,30 @@ async def create_work_pools(api_url: str, settings: PrefectSettings, template: d
             await client.create_work_pool(
                 WorkPoolCreate(name=pool, type="process", base_job_template=template), overwrite=True
             )
+            await _no_default_queue(client, pool, [q.name for q in by_class.values() if q.pool == pool])
         for queue in by_class.values():
             try:
                 await client.create_work_queue(name=queue.name, work_pool_name=queue.pool)
-            except ObjectAlreadyExists:  # every pool has its "default" queue; a restart finds the others
+            except ObjectAlreadyExists:  # a restart finds them
                 pass
+
+
+async def _no_default_queue(client: Any, pool: str, wanted: list[str]) -> None:
+    """Leave the pool no queue that no worker polls: the UI marks such a queue red ("not ready").
+
+    Prefect gives every pool a ``default`` queue that cannot be deleted. The training pool's is
+    renamed to its first class (``small``), so it is polled and stays the pool's default queue; in
+    a home made before that, where ``small`` exists beside it, the ``default`` queue is paused.
+    """
+    names = {queue.name: queue for queue in await client.read_work_queues(work_pool_name=pool)}
+    default = names.get("default")
+    if default is None or "default" in wanted:
+        return
+    if wanted[0] not in names:
+        await client.update_work_queue(default.id, name=wanted[0], description=f"The {wanted[0]} class's queue.")
+    elif not default.is_paused:
+        await client.update_work_queue(default.id, is_paused=True,
+                                       description=f"Unused: the classes' queues are {', '.join(wanted)}.")
 
 
 @dataclass
