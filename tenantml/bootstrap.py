@@ -22,6 +22,7 @@ from tenantml.errors import PlatformError
 from tenantml.settings import Settings
 
 if TYPE_CHECKING:
+    from tenantml.adapters.object_storage import S3Objects
     from tenantml.adapters.orchestration import PrefectDispatcher
     from tenantml.adapters.registry import Registry
     from tenantml.adapters.tracking import Tracking
@@ -63,7 +64,18 @@ class Connection:
 
     @cached_property
     def storage(self) -> TenantStorage:
+        if self.settings.storage.backend == "s3":
+            from tenantml.adapters.s3_datasets import ObjectTenantStorage
+
+            return ObjectTenantStorage(self.settings.datasets_root, self.objects)
         return TenantStorage(self.settings.datasets_root)
+
+    @cached_property
+    def objects(self) -> S3Objects:
+        """The S3 bucket of ``TENANTML_STORAGE__BUCKET_BLOCK`` (backend s3): datasets and checkpoints."""
+        from tenantml.adapters.s3_setup import load_objects
+
+        return load_objects(self.settings)
 
     @property
     def tracking_uri(self) -> str:
@@ -77,6 +89,10 @@ class Connection:
     def tracking(self) -> Tracking:
         from tenantml.adapters.tracking import Tracking
 
+        if self.settings.storage.backend == "s3":
+            from tenantml.adapters.object_storage import ObjectCheckpoints
+
+            return Tracking(self.tracking_uri, ObjectCheckpoints(self.objects))
         return Tracking(self.tracking_uri)
 
     @cached_property

@@ -19,6 +19,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 
 from tenantml.adapters.mlflow_errors import mlflow_calls
+from tenantml.adapters.object_storage import ObjectCheckpoints
 from tenantml.domain.request import Checkpoint, TrainingRequest
 from tenantml.errors import CorruptCheckpoint
 
@@ -40,10 +41,14 @@ def _tags(values: Mapping[str, object]) -> dict[str, str]:
 
 
 class Tracking:
-    def __init__(self, tracking_uri: str) -> None:
+    """``objects``: checkpoints go to the platform's object store (S3) instead of the run's artifacts."""
+
+    def __init__(self, tracking_uri: str, objects: ObjectCheckpoints | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.objects = objects
         self._artifact_uris: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, str]] = {}
 
     def experiment_id(self, tenant: str) -> str:
         name = experiment_name(tenant)
@@ -123,8 +128,18 @@ class Tracking:
             self._artifact_uris[run_id] = str(self.client.get_run(run_id).info.artifact_uri)
         return self._artifact_uris[run_id]
 
+    def _owner(self, run_id: str) -> tuple[str, str]:
+        """(tenant, request id) of a run, from the tags :meth:`start_run` set."""
+        if run_id not in self._owners:
+            with mlflow_calls(self.tracking_uri, "reading the run"):
+                tags = self.client.get_run(run_id).data.tags
+            self._owners[run_id] = (tags[TAG_PREFIX + "tenant"], tags[TAG_PREFIX + "request_id"])
+        return self._owners[run_id]
+
     def upload_checkpoint(self, run_id: str, blob: bytes, epoch: int, step: int) -> Checkpoint:
         """Upload a checkpoint under a path unique to the epoch; nothing points at it yet."""
+        if self.objects is not None:
+            return self.objects.upload(*self._owner(run_id), blob, epoch, step)
         with mlflow_calls(self.tracking_uri, "uploading a checkpoint"):
             artifact_path = f"checkpoints/lease-{epoch}"  # the fencing epoch, in words people read
             name = f"step-{step:08d}.pkl"
@@ -136,6 +151,8 @@ class Tracking:
             return Checkpoint(uri=uri, step=step, sha256=hashlib.sha256(blob).hexdigest())
 
     def download_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+        if self.objects is not None and self.objects.owns(checkpoint):
+            return self.objects.download(checkpoint)
         with mlflow_calls(self.tracking_uri, "downloading a checkpoint"):
             with tempfile.TemporaryDirectory() as folder:
                 local = download_artifacts(artifact_uri=checkpoint.uri, dst_path=folder, tracking_uri=self.tracking_uri)
@@ -147,6 +164,8 @@ class Tracking:
 
     def prune_checkpoints(self, run_id: str, keep: Checkpoint | None, retention: int) -> int:
         """Delete checkpoint artifacts of a finished run, keeping the newest ``retention``."""
+        if self.objects is not None:
+            return self.objects.prune(*self._owner(run_id), keep, retention)
         with mlflow_calls(self.tracking_uri, "pruning checkpoints"):
             repo = get_artifact_repository(self._artifact_root(run_id), tracking_uri=self.tracking_uri)
             files: list[Any] = []
