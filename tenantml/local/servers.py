@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from tenantml.errors import PlatformError
 from tenantml.local.processes import Service, start_service, stop_services, wait_healthy
+from tenantml.settings import MlflowSettings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -101,8 +104,9 @@ class MlflowAuth:
     cache_ttl_s: int = 60
 
 
-def _auth_config(store: Path, auth: MlflowAuth) -> Path:
-    """The auth app's config (MLFLOW_AUTH_CONFIG_PATH), beside the store: no secret in it.
+def _auth_config(store: Path, auth: MlflowAuth, database_uri: str) -> Path:
+    """The auth app's config (MLFLOW_AUTH_CONFIG_PATH), beside the store, 0600: no secret in it but a password
+    ``database_uri`` may hold (MLflow reads that URI from this file only).
 
     ``NO_PERMISSIONS``: a user sees only what it is granted (MLflow's default, READ, lets every user
     read every tenant). Without a cache every request pays a PBKDF2 check of the password (about a
@@ -113,7 +117,7 @@ def _auth_config(store: Path, auth: MlflowAuth) -> Path:
     path.write_text(
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
-        f"database_uri = sqlite:///{store / 'auth.db'}\n"
+        f"database_uri = {database_uri.replace('%', '%%')}\n"  # configparser interpolates %
         f"admin_username = {auth.admin_username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         f"auth_cache_ttl_seconds = {auth.cache_ttl_s}\n"
@@ -123,26 +127,33 @@ def _auth_config(store: Path, auth: MlflowAuth) -> Path:
 
 
 def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path,
-                  auth: MlflowAuth | None = None, artifacts: tuple[str, Mapping[str, str]] | None = None) -> Server:
+                  auth: MlflowAuth | None = None, artifacts: tuple[str, Mapping[str, str]] | None = None,
+                  databases: MlflowSettings | None = None) -> Server:
     """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``.
 
     With ``auth`` it runs MLflow's basic-auth app (users in ``store/auth.db``): every call but the
     health check needs a user, and GraphQL is checked too (MLflow's default, kept on).
     ``artifacts`` is another destination (``s3://...``) and the variables the server needs to reach it
     (tenantml.adapters.s3_setup.mlflow_artifacts); clients upload through the server either way.
+    ``databases`` may move both databases elsewhere (``backend_store_uri``, ``auth_database_uri``; the auth app's tables go
+    to the backend store's database unless it has its own). The backend store's URI goes in the
+    environment (``MLFLOW_BACKEND_STORE_URI``), not on the command line, where ``ps`` shows it.
     """
     destination, artifacts_env = artifacts or (str(store / "artifacts"), {})
+    backend = _secret(databases.backend_store_uri if databases else None) or f"sqlite:///{store / 'mlflow.db'}"
     command = [
-        _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-        "--artifacts-destination", destination, "--serve-artifacts",
+        _bin("mlflow"), "server", "--artifacts-destination", destination, "--serve-artifacts",
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]
-    server_env = {**env, **artifacts_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server_env = {**env, **artifacts_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                  "MLFLOW_BACKEND_STORE_URI": backend}
     if auth is not None:
         store.mkdir(parents=True, exist_ok=True)
+        auth_database = (_secret(databases.auth_database_uri if databases else None)
+                         or (backend if databases and databases.backend_store_uri else f"sqlite:///{store / 'auth.db'}"))
         command[2:2] = ["--app-name", "basic-auth"]
         server_env.update({
-            "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(store, auth)),
+            "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(store, auth, auth_database)),
             "MLFLOW_AUTH_ADMIN_USERNAME": auth.admin_username,
             "MLFLOW_AUTH_ADMIN_PASSWORD": auth.admin_password,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.secret_key,
@@ -150,6 +161,10 @@ def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path,
         })
     uri = f"http://{HOST}:{port}"
     return Server(start_service("mlflow-server", command, server_env, log_dir, cwd), uri, f"{uri}/health")
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def service_import() -> str:
