@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
-from tenantml.local import fork_server, launch
+from tenantml.local import fork_server, launch, preflight
 from tenantml.local.credentials import Credentials, ensure_credentials, read_credentials, without_credentials
 from tenantml.local.fleet import FleetLoop
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
@@ -110,6 +110,7 @@ class EmbeddedPlatform:
     def start(self, serve_inference: bool = True) -> PlatformState:
         home = check_home(self.settings.home)
         self._refuse_if_running(home)
+        preflight.run_checks(self.settings, home)  # a wrong setting stops us here, before any process starts
         try:
             return self._start(home, project_dir(), serve_inference)
         except BaseException:
@@ -177,7 +178,7 @@ class EmbeddedPlatform:
         admin = credentials.admin
         auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
                           credentials.mlflow_secret_key.get_secret_value(), self.settings.mlflow.auth_cache_ttl_s)
-        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth)
+        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth, databases=self.settings.mlflow)
         self._servers.append(mlflow.service)
         mlflow.wait_ready(SERVER_READY_S)
         admin_login = (admin.username, admin.password.get_secret_value())
