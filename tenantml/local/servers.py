@@ -128,7 +128,7 @@ def _auth_config(store: Path, auth: MlflowAuth, database_uri: str) -> Path:
 
 def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path, cwd: Path,
                   auth: MlflowAuth | None = None, artifacts: tuple[str, Mapping[str, str]] | None = None,
-                  databases: MlflowSettings | None = None) -> Server:
+                  databases: MlflowSettings | None = None, host: str = HOST) -> Server:
     """``mlflow server`` on ``store``: runs and models in ``store/mlflow.db``, artifacts in ``store/artifacts``.
 
     With ``auth`` it runs MLflow's basic-auth app (users in ``store/auth.db``): every call but the
@@ -143,7 +143,7 @@ def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path,
     backend = _secret(databases.backend_store_uri if databases else None) or f"sqlite:///{store / 'mlflow.db'}"
     command = [
         _bin("mlflow"), "server", "--artifacts-destination", destination, "--serve-artifacts",
-        "--host", HOST, "--port", str(port), "--workers", "1",
+        "--host", host, "--port", str(port), "--workers", "1",
     ]
     server_env = {**env, **artifacts_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                   "MLFLOW_BACKEND_STORE_URI": backend}
@@ -159,7 +159,7 @@ def mlflow_server(port: int, env: Mapping[str, str], store: Path, log_dir: Path,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.secret_key,
             "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
         })
-    uri = f"http://{HOST}:{port}"
+    uri = f"http://{host}:{port}"
     return Server(start_service("mlflow-server", command, server_env, log_dir, cwd), uri, f"{uri}/health")
 
 
