@@ -178,7 +178,8 @@ class EmbeddedPlatform:
         admin = credentials.admin
         auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
                           credentials.mlflow_secret_key.get_secret_value(), self.settings.mlflow.auth_cache_ttl_s)
-        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth, databases=self.settings.mlflow)
+        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth, databases=self.settings.mlflow,
+                               host=self.settings.bind_host)
         self._servers.append(mlflow.service)
         mlflow.wait_ready(SERVER_READY_S)
         admin_login = (admin.username, admin.password.get_secret_value())
