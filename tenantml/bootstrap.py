@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tenantml.adapters.tracking import Tracking
     from tenantml.domain.request import TrainingRequest
     from tenantml.inference.mlflow_source import MlflowModels
-    from tenantml.ports import Capacity
+    from tenantml.ports import Capacity, MemoryKills
     from tenantml.services.supervisor import TrainingSupervisor
 
 __all__ = ["Connection", "FixedCapacity", "fixed_capacity"]
@@ -149,9 +149,11 @@ class Connection:
         return PrefectDispatcher(self.settings.prefect.api_url)  # None: the environment's PREFECT_API_URL
 
 
-    def supervisor(self, capacity: Capacity, finalizing: Executor | None = None) -> TrainingSupervisor:
+    def supervisor(self, capacity: Capacity, finalizing: Executor | None = None,
+                   memory_kills: MemoryKills | None = None) -> TrainingSupervisor:
         """The training supervisor over this connection: finalization through MLflow (imported when a
-        request first ends), the attempts tables published to Prefect off the loop's thread."""
+        request first ends), the attempts tables published to Prefect off the loop's thread;
+        ``memory_kills`` tells it the crashes that were memory kills (the local platform's cgroups)."""
         from tenantml.adapters.orchestration import AttemptsPublisher, PrefectRunLogs
         from tenantml.services.background import BackgroundSender
         from tenantml.services.supervisor import TrainingSupervisor
@@ -162,7 +164,7 @@ class Connection:
             self.store, self.dispatcher, _LazyCompletion(self, settings.training.checkpoint_retention), capacity,
             settings.training, settings.scheduler, on_change=AttemptsPublisher(sender, settings.prefect.api_url).publish,
             finalizing=finalizing, default_max_running=settings.quotas.max_running,
-            run_log=PrefectRunLogs(sender, settings.prefect.api_url),
+            run_log=PrefectRunLogs(sender, settings.prefect.api_url), memory_kills=memory_kills,
         )
 
 

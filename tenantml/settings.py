@@ -36,7 +36,8 @@ ENV_PREFIX = "TENANTML_"
 NESTED_DELIMITER = "__"
 # Variables with the prefix that are not settings: the local platform's project folder (see
 # tenantml.local.project), which prefect.yaml's pull step reads too, so every flow run has it.
-NOT_SETTINGS = frozenset({"TENANTML_PROJECT_DIR"})
+# A limited worker class's flow runs also get their memory cgroup's folder and limit (tenantml.local.cgroups).
+NOT_SETTINGS = frozenset({"TENANTML_PROJECT_DIR", "TENANTML_RUN_CGROUP", "TENANTML_RUN_MEMORY_MB"})
 
 
 class _Section(BaseModel):
@@ -69,6 +70,13 @@ class PrefectSettings(_Section):
     small_workers: int = Field(default=2, ge=0, description="Process workers started for the small class")
     large_workers: int = Field(default=1, ge=0, description="Process workers started for the large class")
     runs_per_worker: int = Field(default=1, ge=1, description="Trainings one worker runs at once")
+    small_memory_mb: int | None = Field(
+        default=None, gt=0, description="Memory of each small-class flow run, in a cgroup of its own: a kernel OOM "
+        "kill there escalates the training to the large class (root and a memory cgroup controller needed); none if unset",
+    )
+    large_memory_mb: int | None = Field(
+        default=None, gt=0, description="Memory of each large-class flow run, in a cgroup of its own; none if unset"
+    )
     remote_small_workers: int = Field(
         default=0, ge=0, description="Small-class workers on worker hosts (`tenantml worker start`): the scheduler "
         "counts their slots beside the local workers'",

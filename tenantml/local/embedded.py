@@ -20,6 +20,7 @@ import psutil
 
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local import fork_server, launch, preflight
+from tenantml.local.cgroups import KernelMemoryKills
 from tenantml.local.credentials import Credentials, ensure_credentials, read_credentials, without_credentials
 from tenantml.local.fleet import FleetLoop
 from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
@@ -245,7 +246,8 @@ class EmbeddedPlatform:
         })
         training = settings.training
         with ThreadPoolExecutor(2, thread_name_prefix="finalize") as finalizing:
-            supervisor = Connection(settings).supervisor(self.workers, finalizing)
+            kills = KernelMemoryKills(Path(settings.home))  # kernel OOM kills in the classes' run cgroups
+            supervisor = Connection(settings).supervisor(self.workers, finalizing, memory_kills=kills)
             supervise(supervisor, f"tenantml-up:{os.getpid()}", self._stop_supervising.wait,
                       training.watch_interval_s, training.supervisor_timeout_s, release=lambda: self._release_lease)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantml.errors import PlatformError
+from tenantml.local import cgroups
 from tenantml.local.processes import Service, start_service, stop_services
 
 __all__ = ["pid_file", "serve", "socket_path", "start"]
@@ -91,6 +92,10 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[Any]) -> Non
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    try:
+        cgroups.enter_run_cgroup(request["env"])  # the class's memory limit, before the run allocates anything
+    except OSError as err:
+        print(f"tenantml: this flow run has no memory cgroup: {err}", file=sys.stderr)
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()  # Prefect read its settings when the fork server imported it

@@ -13,6 +13,12 @@ import sys
 
 
 def _fallback() -> None:
+    from tenantml.local.cgroups import enter_run_cgroup  # here only: the fork server's path has no use for it
+
+    try:
+        enter_run_cgroup(os.environ)  # the class's memory limit, kept across the exec
+    except OSError as err:
+        print(f"tenantml: this flow run has no memory cgroup: {err}", file=sys.stderr)
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])
 
 

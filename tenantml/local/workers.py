@@ -32,6 +32,7 @@ from typing import Any
 
 from tenantml.domain.request import WorkerClass
 from tenantml.errors import InvalidRequest, ServiceUnavailable
+from tenantml.local.cgroups import worker_env
 from tenantml.local.drain import PrefectQueue, has_children, stop_if_idle
 from tenantml.local.processes import Service, start_service, stop_services
 from tenantml.settings import FleetSettings, PrefectSettings
@@ -181,7 +182,9 @@ class LocalWorkers:
                     "--work-queue", queue.name, "--type", "process", "--limit", str(queue.runs_per_worker),
                     "--name", name, "--install-policy", "never",
                 ]
-                service = start_service(f"worker-{name}", command, self.env, self.log_dir, self.cwd)
+                limit = getattr(self.settings, f"{worker_class}_memory_mb", None)  # the runs' cgroup, if limited
+                env = {**self.env, **worker_env(self.env, worker_class, limit)}
+                service = start_service(f"worker-{name}", command, env, self.log_dir, self.cwd)
                 self._workers.setdefault(worker_class, []).append(Worker(service, worker_class, number, self.clock()))
                 started.append(service)
         return started
