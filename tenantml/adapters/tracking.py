@@ -28,6 +28,9 @@ __all__ = ["TAG_PREFIX", "Tracking", "experiment_name"]
 TAG_PREFIX = "tenantml."
 
 
+NOTE_TAG = "mlflow.note.content"
+"""The run's description in the MLflow UI."""
+
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 """Opens the experiment in the MLflow UI's model-training mode, not its GenAI mode ("Traces 0")."""
 
@@ -48,6 +51,7 @@ class Tracking:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.objects = objects
         self._artifact_uris: dict[str, str] = {}
+        self._experiments: dict[str, str] = {}
         self._owners: dict[str, tuple[str, str]] = {}
 
     def experiment_id(self, tenant: str) -> str:
@@ -112,6 +116,19 @@ class Tracking:
                 metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
                 tags=[RunTag(k, v) for k, v in _tags(tags or {}).items()],
             )
+
+    def describe(self, run_id: str, note: str, tags: Mapping[str, object] | None = None) -> None:
+        """The run's description in the MLflow UI (markdown, ``mlflow.note.content``), with tags under ``tenantml.``."""
+        with mlflow_calls(self.tracking_uri, "describing the run"):
+            self.client.log_batch(run_id, tags=[RunTag(NOTE_TAG, note),
+                                                *(RunTag(k, v) for k, v in _tags(tags or {}).items())])
+
+    def experiment_of(self, run_id: str) -> str:
+        """The experiment of a run (for links to it)."""
+        if run_id not in self._experiments:
+            with mlflow_calls(self.tracking_uri, "reading the run"):
+                self._experiments[run_id] = str(self.client.get_run(run_id).info.experiment_id)
+        return self._experiments[run_id]
 
     def end_run(self, run_id: str, status: str) -> None:
         with mlflow_calls(self.tracking_uri, "ending the run"):
