@@ -19,6 +19,8 @@
   MLflow, BentoML and the models bring (``bentoml serve ... --arg gc_freeze=false`` turns it off).
 * Logs: no input values; errors are logged by type and model name only.
 
+* Docs: Swagger UI at ``/docs`` (and BentoML's page at ``/``), the OpenAPI document at ``/docs.json``.
+
 Run: ``bentoml serve serving.service:TenantInference --working-dir . --host 127.0.0.1 --port 3000``
 (``tenantml up`` does it). Settings come from ``TENANTML_*`` variables, read when a worker starts.
 """
@@ -49,6 +51,7 @@ from tenantml.errors import Unauthorized, UntrustedModel
 from tenantml.inference.statuses import http_status
 from tenantml.inference.gate import TENANT_STATE, GateConfig, TenantGate, error_body
 from tenantml.inference.keys import TenantKeys
+from tenantml.inference.openapi import DOCS_PATH, SPEC_PATH, document, swagger_page
 from tenantml.inference.predictor import Inference, LoadedModel
 from tenantml.inference.schema import FeatureSchema
 from tenantml.ml.model_files import UntrustedTypes, file_digest, load_estimator
@@ -314,7 +317,30 @@ class TenantInference:
         return True
 
 
+class _Docs:
+    """``GET /docs``: Swagger UI; ``GET /docs.json``: the service's contract (tenantml.inference.openapi)
+    instead of BentoML's generated spec, so BentoML's own page at ``/`` shows it as well."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path") if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") else None
+        if path == SPEC_PATH:
+            await Response(orjson.dumps(_spec()), media_type="application/json")(scope, receive, send)
+        elif path in (DOCS_PATH, DOCS_PATH + "/"):
+            await Response(swagger_page(), media_type="text/html")(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    return document(TenantInference.openapi_spec.asdict())  # type: ignore[attr-defined]
+
+
 # bentoml.service returns a Service wrapper whose stubs do not declare add_asgi_middleware.
 TenantInference.add_asgi_middleware(TenantGate, setup=gate_config)  # type: ignore[attr-defined]
+TenantInference.add_asgi_middleware(_Docs)  # type: ignore[attr-defined]
 
 __all__ = ["Prediction", "TenantInference", "runtime"]
