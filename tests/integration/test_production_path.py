@@ -1,4 +1,5 @@
-"""The production path: Prefect and the training metadata both on PostgreSQL, one training end to end."""
+"""The production path: every store on PostgreSQL, each in a database of its own (the training metadata,
+Prefect's, MLflow's backend store, MLflow's basic-auth users), one training end to end."""
 
 from __future__ import annotations
 
@@ -7,34 +8,38 @@ from pathlib import Path
 
 import pytest
 
+from tenantml.adapters.schema import VERSION_TABLE
 from tenantml.domain.request import RequestStatus
 from tenantml.settings import load_settings
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
-from tests.support.postgres import temporary_database
+from tests.support.postgres import PostgresStores, postgres_stores, tables
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-SERVER = "postgres@127.0.0.1:5432"
+
+@pytest.fixture(scope="module")
+def stores() -> Iterator[PostgresStores]:
+    with postgres_stores("tenantml_prod") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
-def postgres_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+def postgres_platform(stores: PostgresStores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     home: Path = tmp_path_factory.mktemp("pg-home")
-    with temporary_database("tenantml_prefect") as prefect_db, temporary_database("tenantml_meta") as meta_db:
-        settings = load_settings(
-            home=home,
-            database={"url": f"postgresql+psycopg://{SERVER}/{meta_db}"},
-            prefect={"database_url": f"postgresql+asyncpg://{SERVER}/{prefect_db}", "small_workers": 1,
-                     "large_workers": 0},
-        )
-        embedded, platform = start_platform(settings)
-        try:
-            yield platform
-        finally:
-            embedded.stop()
+    sections = stores.sections()
+    settings = load_settings(
+        home=home, database=sections["database"], mlflow=sections["mlflow"],
+        prefect={**sections["prefect"], "small_workers": 1, "large_workers": 0},
+        fleet={"provisioner": False},
+    )
+    embedded, platform = start_platform(settings)
+    try:
+        yield platform
+    finally:
+        embedded.stop()
 
 
-def test_training_completes_with_prefect_and_metadata_on_postgres(postgres_platform: RunningPlatform) -> None:
+def test_training_completes_with_every_store_on_postgres(postgres_platform: RunningPlatform) -> None:
     assert postgres_platform.connection.store.engine.dialect.name == "postgresql"
     tenant = postgres_platform.new_tenant()
     admission = postgres_platform.submit(tenant, postgres_platform.dataset(tenant, classification_frame(rows=3000)),
@@ -42,3 +47,20 @@ def test_training_completes_with_prefect_and_metadata_on_postgres(postgres_platf
     final = postgres_platform.wait_done(admission.request_id)
     assert final.status is RequestStatus.COMPLETED, final.reason
     assert postgres_platform.connection.registry.champion(tenant, "m") == final.model_version
+
+
+def test_each_store_keeps_its_tables_and_schema_version_in_its_own_database(
+    postgres_platform: RunningPlatform, stores: PostgresStores
+) -> None:
+    home = postgres_platform.settings.home
+    assert not list((home / "mlflow").glob("*.db")), "MLflow wrote a SQLite file although its stores are on PostgreSQL"
+    assert not list((home / "prefect").glob("*.db")), "Prefect wrote a SQLite file although its store is on PostgreSQL"
+    assert not (home / "tenantml.db").exists()
+    mlflow, auth, prefect, metadata = (tables(name) for name in
+                                       (stores.mlflow, stores.mlflow_auth or "", stores.prefect, stores.metadata))
+    assert {"alembic_version", "experiments", "runs", "registered_models", "model_versions"} <= mlflow
+    assert {"alembic_version_auth", "users", "experiment_permissions"} <= auth
+    assert "users" not in mlflow and "experiments" not in auth
+    assert {"alembic_version", "flow_run", "work_pool"} <= prefect
+    assert {VERSION_TABLE, "training_requests", "tenants"} <= metadata and "alembic_version" not in metadata
+    assert not (mlflow & prefect) - {"alembic_version"}, "MLflow and Prefect share tables"
