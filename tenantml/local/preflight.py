@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from tenantml.adapters.s3_setup import storage_problems
 from tenantml.errors import StartupCheckFailed
 from tenantml.settings import ENV_PREFIX, NESTED_DELIMITER, Settings
 
@@ -149,8 +150,8 @@ def _reason(message: str, url: URL) -> str:
     return message.strip().splitlines()[0].rpartition("FATAL:")[2].strip() or "the connection failed"
 
 
-CHECKS: list[Check] = [check_databases]
-"""Every start-up check, in order; storage (buckets, credentials) adds its own here."""
+CHECKS: list[Check] = [check_databases, storage_problems]
+"""Every start-up check, in order: the databases, then the S3 storage (bucket, credentials, endpoint)."""
 
 
 def run_checks(settings: Settings, home: Path, checks: Iterable[Check] | None = None) -> None:
