@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from tenantml.adapters.s3_setup import mlflow_artifacts, register_blocks
 from tenantml.errors import HomeNotWritable, PlatformError
 from tenantml.local import fork_server, launch, preflight
 from tenantml.local.cgroups import KernelMemoryKills
@@ -180,7 +181,8 @@ class EmbeddedPlatform:
         auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
                           credentials.mlflow_secret_key.get_secret_value(), self.settings.mlflow.auth_cache_ttl_s)
         mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth, databases=self.settings.mlflow,
-                               host=self.settings.bind_host)
+                               host=self.settings.bind_host,
+                               artifacts=mlflow_artifacts(self.settings, home / "mlflow"))
         self._servers.append(mlflow.service)
         mlflow.wait_ready(SERVER_READY_S)
         admin_login = (admin.username, admin.password.get_secret_value())
@@ -226,6 +228,7 @@ class EmbeddedPlatform:
         # With the fork server, flow runs start through the launcher, which hands them to it.
         command = f"{sys.executable} -m {launch.__name__}" if self.settings.prefect.fork_server else None
         asyncio.run(create_work_pools(prefect_api, self.settings.prefect, work_pool_template(project, command)))
+        register_blocks(self.settings, prefect_api)  # the S3 storage's blocks (TENANTML_STORAGE__BACKEND=s3)
         deploy(project, env, logs)
 
     def _supervise_forever(self) -> None:
