@@ -3,7 +3,7 @@ exit code, error code, the start of the message) must be the row's. A row withou
 probe without a row, fails too.
 
 Tenant API rows go to a real tenant API (uvicorn on a free port); CLI rows run `tenantml` in tenant
-mode against it. Tenants are "acme" (the caller) and "globex" (the other one), in the API's own
+mode against it; `tenantml up` rows run it as a subprocess, each in a home of its own. Tenants are "acme" (the caller) and "globex" (the other one), in the API's own
 metadata.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import pytest
 
 from tenantml.cli import main
 from tenantml.domain.tenant import hash_api_key, new_api_key
+from tests.support.startup import run_up
 from tests.support.tenant_api import LiveTenantApi, client_for, live_tenant_api
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -153,7 +155,18 @@ PROBES: dict[str, Callable[[Catalogue], Answer]] = {
     "cli-bad-param": lambda c: _cli(c, "train", "--model", "m", "--dataset", "data.csv", "--target", "label",
                                     "--algorithm", "sgd_classifier", "--param", "epochs"),
     "cli-upload-missing-file": lambda c: _cli(c, "dataset", "add", "/nonexistent/data.csv"),
+    "up-database-unreachable": lambda c: _up(c, TENANTML_DATABASE__URL="postgresql+psycopg://postgres:pw@127.0.0.1:1/tml"),
+    "up-database-not-a-url": lambda c: _up(c, TENANTML_DATABASE__URL="tenantml.db"),
+    "up-prefect-sync-driver": lambda c: _up(c, TENANTML_PREFECT__DATABASE_URL="postgresql://postgres@127.0.0.1/prefect"),
+    "up-mlflow-async-driver": lambda c: _up(c, TENANTML_MLFLOW__BACKEND_STORE_URI="postgresql+asyncpg://127.0.0.1/mlflow"),
 }
+
+
+def _up(catalogue: Catalogue, **settings: str) -> Answer:
+    """`tenantml up` (the operator's) in a home of its own, with ``settings``: refused before it starts anything."""
+    done, left = run_up(catalogue.tmp / f"up-{uuid.uuid4().hex[:8]}", **settings)
+    assert not left, left
+    return f"exit {done.returncode}", "-", done.stderr.strip().removeprefix("error: ")
 
 
 def _plain(catalogue: Catalogue, method: str, path: str, headers: dict[str, str]) -> Answer:
