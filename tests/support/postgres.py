@@ -74,9 +74,10 @@ class PostgresStores:
 def postgres_stores(prefix: str = "tenantml_test", separate_auth: bool = True) -> Iterator[PostgresStores]:
     """Temporary databases for all of the platform's stores, dropped afterwards (skips without PostgreSQL)."""
     with ExitStack() as stack:
-        names = [stack.enter_context(temporary_database(f"{prefix}_{store}")) for store in ("meta", "prefect", "mlflow")]
+        metadata, prefect, mlflow = (stack.enter_context(temporary_database(f"{prefix}_{store}"))
+                                     for store in ("meta", "prefect", "mlflow"))
         auth = stack.enter_context(temporary_database(f"{prefix}_mlauth")) if separate_auth else None
-        yield PostgresStores(*names, mlflow_auth=auth)
+        yield PostgresStores(metadata, prefect, mlflow, auth)
 
 
 def tables(database: str) -> set[str]:
