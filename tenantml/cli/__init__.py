@@ -1,7 +1,7 @@
 """The ``tenantml`` command: a Typer app, one module per noun, each command calling a service.
 
 ``platform`` (up, status), ``tenants`` (tenant, dataset), ``training`` (train, runs, run),
-``models`` (model, predict), ``usage``, ``workers`` and ``database`` (db) hold the commands; ``output`` prints; ``session`` gives a command its
+``models`` (model, predict), ``usage``, ``workers``, ``worker_host`` (worker start) and ``database`` (db) hold the commands; ``output`` prints; ``session`` gives a command its
 settings and connection. :func:`main` runs one command and turns tenantml's errors into exit
 codes: 2 for a request that can never work, 1 for anything else that went wrong, 130 for Ctrl-C.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
-from tenantml.cli import database, models, platform, tenants, training, usage, workers
+from tenantml.cli import database, models, platform, tenants, training, usage, worker_host, workers
 from tenantml.cli import tenant_lifecycle  # noqa: F401  (its commands join the `tenant` group)
 from tenantml.cli.session import Session
 from tenantml.errors import InvalidRequest, TenantmlError
@@ -32,7 +32,7 @@ HELP = "\n\n".join([  # one line a paragraph: the help wraps it to the terminal
 
 app = typer.Typer(name="tenantml", help=HELP, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
-for part in (platform, tenants, training, models, usage, workers, database):
+for part in (platform, tenants, training, models, usage, workers, worker_host, database):
     app.add_typer(part.app)
 
 
