@@ -4,16 +4,30 @@ really answers, and the error statuses it really gives."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.inference import FEATURES, add_tenant, register_model, start_inference_server, train_model
+from tenantml.local.processes import claim_port, start_service
+from tenantml.local.servers import Server, inference_env
+from tests.support.inference import (
+    FEATURES,
+    PROJECT_DIR,
+    add_tenant,
+    register_model,
+    start_inference_server,
+    train_model,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +106,34 @@ def test_docs_is_swagger_ui_on_this_document_with_its_scripts_served_here(docs: 
     for asset in ("/static_content/swagger-ui-bundle.js", "/static_content/swagger-ui.css"):
         assert docs.client.get(asset).status_code == 200, asset
     assert docs.client.get("/").status_code == 200  # BentoML's own page, reading the same /docs.json
+
+
+def test_the_built_bento_lists_and_serves_with_these_docs(mlflow_server: Any, tmp_path: Path) -> None:
+    """The README's commands: `bentoml build` of serving/bentofile.yaml, `bentoml list`, and
+    `bentoml serve <tag>` of the built Bento (its own copy of the code), away from the project."""
+    env = inference_env({k: v for k, v in os.environ.items() if not k.startswith(("TENANTML_", "BENTOML_"))}, tmp_path)
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    built = subprocess.run([bentoml, "build", "-f", "serving/bentofile.yaml", "-o", "tag", "."], cwd=PROJECT_DIR,
+                           env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
+    tag = built.stdout.strip().rpartition("__tag__:")[2]
+    assert tag.startswith("tenantml-inference:"), built.stdout[-500:]
+    listed = subprocess.run([bentoml, "list", "-o", "json"], env=env, capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert tag in {bento["tag"] for bento in json.loads(listed.stdout)}
+
+    env.update(TENANTML_DATABASE__URL=f"sqlite:///{tmp_path / 'tenantml.db'}",
+               TENANTML_MLFLOW__TRACKING_URI=mlflow_server.url)
+    add_tenant(env["TENANTML_DATABASE__URL"], f"t-{uuid.uuid4().hex[:10]}")  # the schema the service reads
+    port = claim_port("inference service", 0)
+    command = [bentoml, "serve", tag, "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "logs").mkdir()
+    server = Server(start_service("bento", command, env, tmp_path / "logs", tmp_path), url, f"{url}/readyz")
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.get("/docs.json").json()["info"]["title"] == "tenantml inference"
+            assert client.get("/docs").status_code == 200
+    finally:
+        server.stop()
