@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint bench up clean
+.PHONY: install demo test test-unit lint bench up clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -20,8 +20,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tenantml.local.demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint chromium
 	$(PY) -m pytest
+
+# tests/e2e/test_browser.py drives Debian's headless Chromium (Playwright downloads no browser of its
+# own): installed here when missing and we are root; otherwise that test is skipped and says why.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+	else \
+		echo "not installing chromium (not root, or no apt-get): tests/e2e/test_browser.py will be skipped"; \
+	fi
 
 # Unused or undefined names (ruff), the architecture contracts (.importlinter) and the types
 # (mypy.ini): seconds, so they run first in `make test`.
