@@ -9,21 +9,23 @@ training back to the master.
 from __future__ import annotations
 
 import signal
-import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect import flow, get_client, get_run_logger
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.runtime import flow_run as this_run
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Failed
 
 from tenantml.adapters.worker_limits import limit_resources
 from tenantml.bootstrap import Connection
-from tenantml.domain.request import AttemptEnd, Lease, WorkerClass
+from tenantml.domain.request import AttemptEnd, Lease, TrainingRequest, WorkerClass
 from tenantml.errors import StaleEpoch
 from tenantml.services.admission import training_limits
 from tenantml.services.background import BackgroundSender
+from tenantml.services.history import Links, Progress, progress_text
 from tenantml.services.worker import MIRROR_FLUSH_S, TrainingAttempt
 from tenantml.settings import load_settings
 
@@ -60,22 +62,24 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
         logger.warning("request %s: lease %s was superseded (the request is at attempt %s, %s); nothing to do",
                        request_id, epoch, len(current.attempts), current.status.value)
         return Cancelled(message=f"superseded by attempt {len(current.attempts)}")
-    request = connection.store.get_request(request_id)
-    progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync in a sync flow
-        progress=0.0, key=f"progress-{request_id}",
-        description=f"{request.tenant}/{request.model}: attempt {len(request.attempts)} on {worker_class} "
-                    f"(lease {epoch}), request {request_id}",
-    )
-    last_update = 0.0
+    links = Links.of(settings.prefect.api_url or PREFECT_API_URL.value(), connection.tracking_uri)
+    flow_run_id, progress_ids = this_run.get_id(), list[UUID]()
 
-    def on_progress(step: int, total: int) -> None:
-        nonlocal last_update
-        now = time.monotonic()
-        if now - last_update >= 1.0 or step == total:
-            progress = 100.0 * step / max(total, 1)
-            background.submit("updating the progress artifact",
-                              lambda: update_progress_artifact(progress_id, progress=progress), key="progress")
-            last_update = now
+    def on_progress(request: TrainingRequest, progress: Progress) -> None:
+        """The progress artifact ``progress-<request>``: one per request (each attempt a new version), its bar
+        updated in place, its description the step, attempt, ETA, latest metrics and a link to the MLflow run.
+
+        Called on the background thread, outside the run's context: so through the client, naming the run.
+        """
+        run_id = request.mlflow_run_id
+        text = progress_text(request, progress, links, tracking.experiment_of(run_id) if run_id else None)
+        with get_client(sync_client=True) as client:
+            if not progress_ids:
+                progress_ids.append(client.create_artifact(ArtifactCreate(
+                    key=f"progress-{request_id}", type="progress", data=progress.percent, description=text,
+                    flow_run_id=UUID(flow_run_id) if flow_run_id else None)).id)
+            else:
+                client.update_artifact(progress_ids[0], ArtifactUpdate(data=progress.percent, description=text))
 
     attempt = TrainingAttempt(
         lease,
@@ -86,6 +90,7 @@ def training_worker(request_id: str, worker_uuid: str, epoch: int, worker_class:
         on_progress=on_progress,
         background=background,
         limits=training_limits(settings),
+        links=links,
     )
     signal.signal(signal.SIGTERM, lambda *_: attempt.preempt())
     logger.info("request %s: worker %s (epoch %s, class %s) starting", request_id, worker_uuid, epoch, worker_class)

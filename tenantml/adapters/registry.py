@@ -67,14 +67,19 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int) -> str:
-        """Log the estimator (native sklearn flavour) under the run; returns the model URI."""
+    def log_model(self, run_id: str, estimator: Any, sample: Any, epoch: int, name: str | None = None) -> str:
+        """Log the estimator (native sklearn flavour) under the run; returns the model URI.
+
+        ``name`` is what the MLflow UI lists the logged model as (the worker passes ``<model>-<request>``,
+        the run's own name); ``model-lease-<epoch>`` without one. The epoch is also a tag of the model.
+        """
         mlflow.set_tracking_uri(self.tracking_uri)
         signature = infer_signature(sample, estimator.predict(sample.to_numpy()))  # fitted on arrays
         with mlflow_calls(self.tracking_uri, f"logging the model of run {run_id}"), mlflow.start_run(run_id=run_id):
             info = mlflow.sklearn.log_model(
                 estimator,
-                name=f"model-epoch-{epoch}",
+                name=name or f"model-lease-{epoch}",
+                tags={"tenantml.lease": str(epoch)},
                 signature=signature,
                 pip_requirements=PIP_REQUIREMENTS,
                 serialization_format="skops",

@@ -14,6 +14,7 @@ from typing import Any
 
 from tenantml.errors import InvalidDataset, InvalidParameter
 from tenantml.ml.algorithms import trainer_class
+from tenantml.ml.split import check_split
 
 __all__ = ["TrainingLimits", "check_checkpoint", "check_training"]
 
@@ -32,12 +33,14 @@ def check_training(
     algorithm: str, params: Mapping[str, Any], n_rows: int, n_features: int, n_classes: int,
     limits: TrainingLimits, dataset: str = "the dataset",
 ) -> None:
-    """Refuse a training over ``limits``: InvalidDataset for rows, InvalidParameter for steps or weights."""
+    """Refuse a training over ``limits``: InvalidDataset for rows, InvalidParameter for steps, weights or a
+    validation split the rows cannot hold."""
     if n_rows > limits.max_rows:
         raise InvalidDataset(
             f"{dataset} has {n_rows} rows, over the limit of {limits.max_rows} (TENANTML_LIMITS__MAX_ROWS): "
             "sample or split it"
         )
+    check_split(n_rows, params["validation_fraction"], dataset)
     trainer = trainer_class(algorithm)
     steps = trainer.steps_for(params, n_rows)
     if steps > limits.max_total_steps:

@@ -1,12 +1,25 @@
-"""The attempt history of a request, as rows for tables (CLI, Prefect artifact, MLflow)."""
+"""The attempt history of a request, as rows for tables (CLI, Prefect artifact, MLflow), and the words and
+links that tie one training's Prefect runs, MLflow run and registered version together."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from tenantml.domain.request import Attempt, RequestStatus, TrainingRequest
 
-__all__ = ["attempt_rows", "attempt_table", "describe"]
+__all__ = [
+    "Links",
+    "Progress",
+    "attempt_rows",
+    "attempt_table",
+    "describe",
+    "progress_text",
+    "run_description",
+    "web_root",
+]
 
 _REASON_CHARS = 80
 
@@ -91,3 +104,113 @@ def describe(request: TrainingRequest) -> str:
         return f"completed (version {request.model_version}, {len(request.attempts)} attempt" \
                f"{'' if len(request.attempts) == 1 else 's'})"
     return status.value
+
+
+def web_root(url: str | None, strip: str = "") -> str | None:
+    """The address of a server's web UI from its API address (``strip``: a path suffix such as ``/api``),
+    without credentials; None for what is not a web server (a file store, SQLite)."""
+    if not url or not url.startswith(("http://", "https://")):
+        return None
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # never a password in a link people copy
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme, host, path.removesuffix(strip) if strip else path, "", "")).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where people open a training's pages: the Prefect UI (its API address without ``/api``) and the MLflow UI."""
+
+    prefect_ui: str | None = None
+    mlflow_ui: str | None = None
+
+    @classmethod
+    def of(cls, prefect_api_url: str | None, mlflow_tracking_uri: str | None) -> Links:
+        return cls(web_root(prefect_api_url, "/api"), web_root(mlflow_tracking_uri))
+
+    def flow_run(self, flow_run_id: str | None) -> str | None:
+        return f"{self.prefect_ui}/runs/flow-run/{flow_run_id}" if self.prefect_ui and flow_run_id else None
+
+    def mlflow_run(self, experiment_id: str | None, run_id: str | None) -> str | None:
+        if not (self.mlflow_ui and experiment_id and run_id):
+            return None
+        return f"{self.mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version(self, name: str, version: str | None) -> str | None:
+        return f"{self.mlflow_ui}/#/models/{quote(name, safe='')}/versions/{version}" if self.mlflow_ui and version else None
+
+
+def _link(text: str, url: str | None) -> str:
+    return f"[{text}]({url})" if url else text
+
+
+def _attempt_words(attempt: Attempt) -> str:
+    outcome = attempt.end.value if attempt.end else ("running" if attempt.running_at else "starting")
+    return f"{attempt.number} on {attempt.worker_class.value} ({outcome})"
+
+
+def run_description(request: TrainingRequest, links: Links, registered: tuple[str, str] | None = None) -> str:
+    """The MLflow run's description (``mlflow.note.content``, markdown): what the training is, its attempts,
+    each linked to its Prefect run, and the registered version (``registered``: model name, version)."""
+    spec = request.spec
+    attempts = request.attempts
+    runs = [_link(f"attempt {a.number}", links.flow_run(a.flow_run_id)) for a in attempts]
+    lines = [
+        f"**{spec.tenant}/{spec.model}**: tenantml training request `{request.id}`",
+        "",
+        f"- Algorithm `{spec.algorithm}` on `{spec.dataset.rsplit('/', 1)[-1]}` (fingerprint "
+        f"`{spec.dataset_fingerprint[:12]}`), target `{spec.target}`",
+        f"- Attempts: {len(attempts)}" + (f" ({'; '.join(_attempt_words(a) for a in attempts)})" if attempts else ""),
+        "- Prefect runs: " + (", ".join(runs) if runs else "none yet")
+        + f"; in the Prefect UI, filter flow runs by tag `request:{request.id}`",
+    ]
+    if registered is not None:
+        name, version = registered
+        lines.append(f"- Registered: {_link(f'{name} version {version}', links.model_version(name, version))}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where one attempt is: what the progress artifact shows."""
+
+    step: int
+    total: int
+    attempt: int
+    worker_class: str
+    resume_step: int = 0
+    eta_s: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    registered: tuple[str, str] | None = None  # (registered model, version), once the training has one
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.step / max(self.total, 1)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def progress_text(request: TrainingRequest, progress: Progress, links: Links, experiment_id: str | None = None) -> str:
+    """The progress artifact's description (markdown): step/total, attempt, ETA, the latest metrics, links."""
+    resumed = f", resumed at step {progress.resume_step}" if progress.resume_step else ""
+    shown = {k: v for k, v in progress.metrics.items() if k.startswith("validation_")} or dict(progress.metrics)
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())) or "none yet"
+    mlflow = links.mlflow_run(experiment_id, request.mlflow_run_id)
+    lines = [
+        f"**{request.spec.tenant}/{request.spec.model}**: step {progress.step} of {progress.total} "
+        f"({progress.percent:.0f}%), attempt {progress.attempt} on {progress.worker_class}{resumed}",
+        "",
+        f"- ETA: {'done' if progress.step >= progress.total else _eta(progress.eta_s)}",
+        f"- Latest metrics: {metrics}",
+        f"- Request `{request.id}`" + (f"; {_link('MLflow run', mlflow)}" if mlflow else ""),
+    ]
+    if progress.registered is not None:
+        name, version = progress.registered
+        lines.append(f"- Registered: {_link(f'{name} version {version}', links.model_version(name, version))}")
+    return "\n".join(lines)

@@ -16,19 +16,23 @@ more is written. Failures are classified so the master knows what to do next:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from tenantml.domain.names import registered_model_name
 from tenantml.domain.request import AttemptEnd, Lease, RequestStatus, TrainingRequest
 from tenantml.errors import InvalidRequest, StaleEpoch
 from tenantml.ports import CheckpointStore, ModelRegistry, RunTracking, WorkerStore
 from tenantml.services.background import BackgroundSender
+from tenantml.services.history import Links, Progress, run_description
 from tenantml.settings import TrainingSettings
 from tenantml.ml.algorithms import Trainer, trainer_for
 from tenantml.ml.dataset import TrainingData, prepare, read_table
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 
 MIRROR_FLUSH_S = 10.0
 """How long an ending attempt waits for its last mirrors to reach MLflow before it gives up on them."""
+METRIC_POINTS = 100
+"""Points of the metric curves an attempt measures, evenly over the training's steps (and one at each commit)."""
+PROGRESS_EVERY_S = 1.0
+"""How often the progress shown to people is updated at most."""
 
 
 def _now() -> datetime:
@@ -47,7 +55,9 @@ def _now() -> datetime:
 
 
 class AttemptTracking(RunTracking, CheckpointStore, Protocol):
-    """The request's MLflow run: its mirror of progress, and the checkpoint bytes under it."""
+    """The request's MLflow run: its mirror of progress, its description, and the checkpoint bytes under it."""
+
+    def describe(self, run_id: str, note: str, tags: Mapping[str, object] | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,16 +107,22 @@ class TrainingAttempt:
         checkpoints: AttemptTracking,
         models: ModelRegistry,
         settings: TrainingSettings,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[TrainingRequest, Progress], None] | None = None,
         background: BackgroundSender | None = None,
         limits: TrainingLimits | None = None,
+        links: Links | None = None,
     ) -> None:
         """``background`` carries the MLflow mirrors off the training's hot path (one of its own if None);
-        ``limits`` are the ``limits`` settings (tenantml.services.admission.training_limits)."""
+        ``limits`` are the ``limits`` settings (tenantml.services.admission.training_limits). ``on_progress``
+        shows where the attempt is (the Prefect progress artifact); it is called on ``background``, at
+        most every PROGRESS_EVERY_S and only while this attempt holds the lease. ``links`` point the MLflow
+        run's description at the Prefect UI."""
         self.lease, self.store, self.checkpoints, self.models = lease, store, checkpoints, models
         self.settings = settings
         self.limits = limits or TrainingLimits()
-        self.on_progress = on_progress or (lambda step, total: None)
+        self.links = links or Links()
+        self.on_progress = on_progress
+        self._last_progress: Progress | None = None
         self.background = background or BackgroundSender()
         self._owns_background = background is None
         self._preempted = threading.Event()
@@ -140,7 +156,9 @@ class TrainingAttempt:
             resume_step = trainer.completed_steps
             heartbeat.step, heartbeat.total = resume_step, trainer.total_steps
             self._mirror(request, status=RequestStatus.RUNNING.value, resume_step=resume_step,
-                         attempt=len(request.attempts), worker_class=request.worker_class.value)
+                         attempt=len(request.attempts), worker_class=request.worker_class.value,
+                         loss_metric=trainer.loss)
+            self._describe(request)
             self._train(request, trainer, heartbeat)
             version = self._register(request, trainer, data)
             return AttemptOutcome(AttemptEnd.COMPLETED, model_version=version, resume_step=resume_step,
@@ -169,32 +187,72 @@ class TrainingAttempt:
 
     # -- steps ---------------------------------------------------------------------------
     def _train(self, request: TrainingRequest, trainer: Trainer, heartbeat: _Heartbeat) -> None:
+        """Step until done: a checkpoint every interval, a point of the metric curves every ``total /
+        METRIC_POINTS`` steps (measuring costs a prediction on up to 10,000 rows: not every step)."""
         lease, total = self.lease, trainer.total_steps
         interval = self.settings.checkpoint_interval_s
+        every = max(1, math.ceil(total / METRIC_POINTS))
         # Snapshots are taken when a commit starts; start the next one early by what a commit
         # costs, so that a failure never loses more than one interval of training.
         last_commit, commit_cost = time.monotonic(), 0.0
-        metrics: dict[str, float] = {}
+        watch = _Watch(trainer.completed_steps, time.monotonic())
         while trainer.completed_steps < total:
             if heartbeat.fenced.is_set():
                 raise StaleEpoch(lease.request_id, lease.epoch)
             if self._preempted.is_set():
-                self._commit(request, trainer, metrics)
+                self._commit(request, trainer, watch)
                 raise _Preempted(trainer.completed_steps)
-            metrics = trainer.advance()
-            heartbeat.step = trainer.completed_steps
+            trainer.advance()
+            step = heartbeat.step = trainer.completed_steps
             started = time.monotonic()
             if started - last_commit >= interval - commit_cost:
-                self._commit(request, trainer, metrics)
+                self._commit(request, trainer, watch)
                 last_commit, commit_cost = started, time.monotonic() - started
-            self.on_progress(trainer.completed_steps, total)
-        self._commit(request, trainer, metrics)
+            elif step % every == 0 and step < total:
+                self._log_point(request, watch.measure(trainer), step)
+            self._show(request, trainer, watch, heartbeat)
+        self._commit(request, trainer, watch)
+        self._show(request, trainer, watch, heartbeat)
 
-    def _commit(self, request: TrainingRequest, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def _log_point(self, request: TrainingRequest, metrics: dict[str, float], step: int) -> None:
+        run_id = request.mlflow_run_id or ""
+        self.background.submit(f"logging the metrics at step {step} into MLflow", self._while_current(
+            functools.partial(self.checkpoints.record, run_id, metrics=metrics, step=step)))
+
+    def _show(self, request: TrainingRequest, trainer: Trainer, watch: _Watch, heartbeat: _Heartbeat) -> None:
+        """Hand the progress to ``on_progress`` at most every PROGRESS_EVERY_S (and at the last step),
+        never once the heartbeat was refused, and in the background only if the lease is still held."""
+        step, total = trainer.completed_steps, trainer.total_steps
+        now = time.monotonic()
+        if self.on_progress is None or heartbeat.fenced.is_set():
+            return
+        if now - watch.shown_at < PROGRESS_EVERY_S and step < total:
+            return
+        watch.shown_at = now
+        done = step - watch.start_step
+        eta = (total - step) * (now - watch.started_at) / done if done > 0 else None
+        progress = self._last_progress = Progress(step, total, len(request.attempts), request.worker_class.value,
+                                                  watch.start_step, eta, dict(watch.metrics or {}))
+        self.background.submit("showing the progress", self._while_current(
+            functools.partial(self.on_progress, request, progress)), key="progress")
+
+    def _describe(self, request: TrainingRequest, registered: tuple[str, str] | None = None) -> None:
+        """The MLflow run's description and its links to this request's Prefect runs."""
+        if not request.mlflow_run_id:
+            return
+        current = request.current_attempt
+        flow_run = current.flow_run_id if current else None
+        tags = {"attempts": len(request.attempts), "prefect_flow_run_id": flow_run or "",
+                "prefect_flow_run_url": self.links.flow_run(flow_run) or ""}
+        self.background.submit("describing the MLflow run", self._while_current(functools.partial(
+            self.checkpoints.describe, request.mlflow_run_id, run_description(request, self.links, registered), tags)))
+
+    def _commit(self, request: TrainingRequest, trainer: Trainer, watch: _Watch) -> None:
         """Upload the checkpoint, then move the pointer only if this epoch is still current."""
         lease, step = self.lease, trainer.completed_steps
         run_id = request.mlflow_run_id or ""
         self.store.check_current(lease)  # a fenced worker uploads nothing
+        metrics = watch.measure(trainer) if step > 0 else {}
         state = trainer.state()
         check_checkpoint(trainer.algorithm, len(state), step, self.limits)
         checkpoint = self.checkpoints.upload_checkpoint(run_id, state, lease.epoch, step)
@@ -219,7 +277,8 @@ class TrainingAttempt:
 
         sample = pd.DataFrame(data.features[:5], columns=list(data.feature_names))
         self.store.check_current(lease)
-        model_uri = self.models.log_model(run_id, trainer.estimator, sample, lease.epoch)
+        model_uri = self.models.log_model(run_id, trainer.estimator, sample, lease.epoch,
+                                          name=f"{spec.model}-{request.id[:8]}")  # as the run is named
         self.store.check_current(lease)
         metrics = trainer.final_metrics()
         version = self.models.register(
@@ -243,6 +302,12 @@ class TrainingAttempt:
                 self.models.delete_version(spec.tenant, spec.model, version)
             raise
         self._mirror(request, status=RequestStatus.COMPLETED.value, model_version=version)
+        registered = (registered_model_name(spec.tenant, spec.model), version)
+        self._describe(request, registered)
+        if self._last_progress is not None and self.on_progress is not None:  # the bar's last word: the version
+            done = dataclasses.replace(self._last_progress, registered=registered)
+            self.background.submit("showing the registered version", self._while_current(
+                functools.partial(self.on_progress, request, done)), key="progress")
         return version
 
     def _report(self, end: AttemptEnd, reason: str, resume_step: int) -> AttemptOutcome:
@@ -273,6 +338,23 @@ class TrainingAttempt:
                 call()
 
         return guarded
+
+
+@dataclass
+class _Watch:
+    """What one attempt remembers between steps for people: its start, the latest metrics, the last display."""
+
+    start_step: int
+    started_at: float
+    metrics: dict[str, float] | None = None
+    measured_step: int = -1
+    shown_at: float = -math.inf
+
+    def measure(self, trainer: Trainer) -> dict[str, float]:
+        """The metrics at the trainer's current step, measured once per step."""
+        if self.measured_step != trainer.completed_steps or self.metrics is None:
+            self.metrics, self.measured_step = trainer.evaluate(), trainer.completed_steps
+        return dict(self.metrics)
 
 
 class _Preempted(Exception):

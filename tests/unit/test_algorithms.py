@@ -51,10 +51,15 @@ def data_for(classification: TrainingData, regression: TrainingData):
     return pick
 
 
+def _advance(trainer: Trainer) -> dict[str, float]:
+    trainer.advance()
+    return trainer.evaluate()
+
+
 def _run(trainer: Trainer) -> list[dict[str, float]]:
     metrics = []
     while trainer.completed_steps < trainer.total_steps:
-        metrics.append(trainer.advance())
+        metrics.append(_advance(trainer))
     return metrics
 
 
@@ -91,7 +96,7 @@ def test_resume_after_one_interruption_matches_uninterrupted_run(algorithm: str,
     total = reference.total_steps
     for stop in sorted({0, 1, total // 2, total - 1}):
         first = trainer_for(algorithm, params, data)
-        metrics = [first.advance() for _ in range(stop)]
+        metrics = [_advance(first) for _ in range(stop)]
         resumed = trainer_for(algorithm, params, data)
         resumed.restore(first.state())
         assert resumed.completed_steps == stop
@@ -131,15 +136,16 @@ def test_step_schedules_follow_epochs_batches_and_trees(classification: Training
     assert boosting.estimator.n_iter_ == 7
 
 
-def test_advance_returns_accuracy_for_classifiers_and_r2_mse_for_regressors(
+def test_evaluate_measures_both_sides_with_accuracy_or_r2_rmse_and_the_loss(
     classification: TrainingData, regression: TrainingData
 ) -> None:
     classifier = trainer_for("sgd_classifier", SMALL_PARAMS["sgd_classifier"], classification)
-    assert set(classifier.advance()) == {"accuracy"}
+    assert set(_advance(classifier)) == {f"{side}_{m}" for side in ("train", "validation") for m in ("accuracy", "loss")}
     regressor = trainer_for("sgd_regressor", SMALL_PARAMS["sgd_regressor"], regression)
-    assert set(regressor.advance()) == {"r2", "mse"}
+    assert set(_advance(regressor)) == {f"{side}_{m}" for side in ("train", "validation") for m in ("r2", "rmse", "loss")}
     _run(regressor)
-    assert regressor.final_metrics()["r2"] > 0.9
+    final = regressor.final_metrics()
+    assert final["validation_r2"] > 0.9 and final["r2"] == final["train_r2"] and final["mse"] == final["train_loss"]
 
 
 def test_other_seed_gives_another_model(classification: TrainingData) -> None:
@@ -180,7 +186,7 @@ def test_restore_refuses_state_made_with_other_params_or_data(
     trainer.advance()
     with pytest.raises(ValueError, match="params"):
         trainer_for("sgd_classifier", {"epochs": 3}, classification).restore(trainer.state())
-    other_rows = prepare(pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": ["a", "b", "a"]}), "y")
+    other_rows = prepare(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "y": ["a", "b"] * 3}), "y")
     with pytest.raises(ValueError, match="other data"):
         trainer_for("sgd_classifier", {"epochs": 2}, other_rows).restore(trainer.state())
 

@@ -46,3 +46,23 @@ def test_explicit_metric_overrides_the_default() -> None:
 def test_missing_metric_promotes_and_says_why() -> None:
     promote, why = should_promote("if-better:f1", {"accuracy": 0.5}, {"accuracy": 0.9})
     assert promote and "'f1' missing" in why
+
+
+def test_if_better_judges_on_the_validation_rows_when_both_versions_have_them() -> None:
+    candidate = {"accuracy": 0.99, "validation_accuracy": 0.80}
+    champion = {"accuracy": 0.90, "validation_accuracy": 0.85}
+    promote, why = should_promote("if-better", candidate, champion)
+    assert not promote and "validation_accuracy 0.8 vs champion 0.85" in why
+    regressor = should_promote("if-better", {"r2": 0.5, "validation_r2": 0.9}, {"r2": 0.9, "validation_r2": 0.8})
+    assert regressor[0] and "validation_r2" in regressor[1]
+
+
+def test_against_a_champion_of_before_the_split_training_accuracy_is_compared() -> None:
+    promote, why = should_promote("if-better", {"accuracy": 0.95, "validation_accuracy": 0.5}, {"accuracy": 0.9})
+    assert promote and "accuracy 0.95 vs champion 0.9" in why
+
+
+@pytest.mark.parametrize("metric", ["validation_loss", "train_loss", "validation_rmse", "validation_log_loss"])
+def test_prefixed_losses_and_errors_are_lower_is_better(metric: str) -> None:
+    assert should_promote(f"if-better:{metric}", {metric: 0.5}, {metric: 1.0})[0]
+    assert not should_promote(f"if-better:{metric}", {metric: 1.5}, {metric: 1.0})[0]

@@ -266,8 +266,8 @@ def test_rows_steps_and_weights_over_their_limits_are_refused_at_submission_nami
     small = SubmissionLimits(training=TrainingLimits(max_rows=999))
     with pytest.raises(InvalidDataset, match=r"1000 rows, over the limit of 999 \(TENANTML_LIMITS__MAX_ROWS\)"):
         submit_training(store, storage, rows, NOW, limits=small)
-    few_steps = SubmissionLimits(training=TrainingLimits(max_total_steps=9_999))
-    with pytest.raises(InvalidParameter, match=r"10000 steps on 1000 rows, over the limit of 9999 "
+    few_steps = SubmissionLimits(training=TrainingLimits(max_total_steps=7_999))  # 800 rows train, 200 validate
+    with pytest.raises(InvalidParameter, match=r"8000 steps on 1000 rows, over the limit of 7999 "
                                                r"\(TENANTML_LIMITS__MAX_TOTAL_STEPS\)"):
         submit_training(store, storage, rows, NOW, limits=few_steps)
     huge = replace(order, dataset="rows.csv", algorithm="mlp_classifier",
