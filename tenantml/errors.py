@@ -37,9 +37,14 @@
 Every message says what was wrong, with the offending value, and what to do instead. Messages of
 the inference errors name the field and the type that was wrong, never the value a tenant sent.
 Third-party errors are translated at the edge, in the adapters: ``raise ServiceUnavailable(...) from err``.
+A name that is not known says which known one is close (:func:`did_you_mean`), among the names the
+caller may see only: a tenant's key never hears of another tenant's names.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 __all__ = [
     "AlreadyEnded",
@@ -77,6 +82,15 @@ __all__ = [
 ]
 
 
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to a mistyped ``value`` (or the only one it begins,
+    as a request id's first characters do), else ``""``."""
+    names = sorted({name for name in known if name != value})
+    starting = [name for name in names if value and name.startswith(value)]
+    close = starting if len(starting) == 1 else difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class TenantmlError(Exception):
     """Base of every error tenantml raises on purpose."""
 
@@ -86,8 +100,10 @@ class InvalidRequest(TenantmlError):
 
 
 class UnknownTenant(InvalidRequest):
-    def __init__(self, tenant: str) -> None:
-        super().__init__(f"unknown tenant {tenant!r}: create it first with `tenantml tenant create {tenant}`")
+    def __init__(self, tenant: str, known: Iterable[str] = ()) -> None:
+        """``known``: the tenants the caller may see (an operator: all), for a "did you mean"."""
+        super().__init__(f"unknown tenant {tenant!r}{did_you_mean(tenant, known)}: create it first with "
+                         f"`tenantml tenant create {tenant}`")
         self.tenant = tenant
 
 
@@ -136,7 +152,8 @@ class DatasetInUse(Conflict):
 
 class UnknownAlgorithm(InvalidRequest):
     def __init__(self, algorithm: str, known: list[str]) -> None:
-        super().__init__(f"unknown algorithm {algorithm!r}: choose one of {', '.join(sorted(known))}")
+        super().__init__(f"unknown algorithm {algorithm!r}{did_you_mean(algorithm, known)}: choose one of "
+                         f"{', '.join(sorted(known))} (`tenantml algorithms` lists their parameters)")
         self.algorithm = algorithm
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tenantml.errors import InvalidParameter
+from tenantml.errors import InvalidParameter, did_you_mean
 
 __all__ = ["MAX_EPOCHS", "MAX_LAYERS", "MAX_LAYER_UNITS", "MAX_TREES", "Param", "check_params"]
 
@@ -119,7 +119,8 @@ def check_params(algorithm: str, declared: Mapping[str, Param], params: Mapping[
     for key, value in params.items():
         spec = declared.get(key)
         if spec is None:
-            raise InvalidParameter(f"{algorithm}: unknown parameter {key!r}; allowed parameters: {allowed}")
+            raise InvalidParameter(f"{algorithm}: unknown parameter {key!r}{did_you_mean(key, declared)}; "
+                                   f"allowed parameters: {allowed}")
         try:
             result[key] = spec.coerce(value)
         except (TypeError, ValueError) as err:

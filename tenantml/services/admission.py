@@ -111,8 +111,8 @@ def _checked_dataset(path: Path, order: TrainingOrder, limits: SubmissionLimits)
 def _validated_spec(
     store: AdmissionStore, storage: DatasetStorage, order: TrainingOrder, limits: SubmissionLimits
 ) -> TrainingSpec:
-    if not store.tenant_exists(order.tenant):
-        raise UnknownTenant(order.tenant)
+    if not store.tenant_exists(order.tenant):  # an operator's typo: a tenant's key always names its own
+        raise UnknownTenant(order.tenant, store.list_tenants())
     check_model_name(order.model)
     params = validate_params(order.algorithm, order.params)
     promotion = PromotionPolicy.parse(order.promotion)

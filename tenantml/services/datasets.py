@@ -27,8 +27,8 @@ def dataset_view(dataset: StoredDataset) -> dict[str, Any]:
 
 def start_upload(directory: TenantDirectory, storage: DatasetStorage, tenant: str, name: str,
                  limit: int) -> DatasetUpload:
-    if not directory.tenant_exists(tenant):
-        raise UnknownTenant(tenant)
+    if not directory.tenant_exists(tenant):  # an operator's typo: a tenant's key always names its own
+        raise UnknownTenant(tenant, directory.list_tenants())
     return storage.open_upload(tenant, name, limit)
 
 

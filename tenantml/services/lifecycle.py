@@ -37,6 +37,7 @@ DISABLED_REASON = "the tenant was disabled by the operator"
 
 class TenantLifecycleStore(Protocol):
     def tenant_exists(self, name: str) -> bool: ...
+    def list_tenants(self) -> list[str]: ...
     def set_disabled(self, name: str, disabled: bool) -> bool: ...
     def replace_key(self, name: str, api_key_sha256: str) -> None: ...
     def delete_tenant(self, name: str) -> int: ...
@@ -67,7 +68,7 @@ def _operator(api_key: str | None, verb: str) -> None:
 
 def _existing(store: TenantLifecycleStore, name: str) -> str:
     if not store.tenant_exists(check_tenant_name(name)):
-        raise UnknownTenant(name)
+        raise UnknownTenant(name, store.list_tenants())
     return name
 
 

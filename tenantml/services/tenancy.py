@@ -105,14 +105,14 @@ def quotas(directory: TenantDirectory, api_key: str | None, name: str | None = N
     if tenant is None:
         return found
     if tenant not in found:
-        raise UnknownTenant(tenant)
+        raise UnknownTenant(tenant, found)
     return {tenant: found[tenant]}
 
 
 def existing(directory: TenantDirectory, tenant: str) -> str:
-    """``tenant`` if it exists; UnknownTenant otherwise."""
+    """``tenant`` if it exists; UnknownTenant, with the closest name, otherwise."""
     if not directory.tenant_exists(tenant):
-        raise UnknownTenant(tenant)
+        raise UnknownTenant(tenant, directory.list_tenants())
     return tenant
 
 
@@ -121,6 +121,6 @@ def add_dataset(
 ) -> tuple[Path, Path]:
     """Copy ``file`` into the tenant's storage; returns (its name there, where it landed)."""
     if not directory.tenant_exists(tenant):
-        raise UnknownTenant(tenant)
+        raise UnknownTenant(tenant, directory.list_tenants())
     path = storage.add(tenant, file, name)
     return path.relative_to(storage.prefix(tenant)), path

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
-from tenantml.errors import AlreadyEnded, TenantmlError
-from tenantml.ports import RequestFinisher, RequestReader, RequestStore
+from tenantml.errors import AlreadyEnded, NotFound, TenantmlError, did_you_mean
+from tenantml.ports import RequestFinisher, RequestStore
 from tenantml.services.history import attempt_rows, describe
 from tenantml.services.supervisor import LEASE as SUPERVISOR_LEASE
 
@@ -70,24 +70,40 @@ def list_requests(store: RequestStore, tenant: str | None, limit: int = 50) -> l
     return [request_view(request) for request in store.list_requests(tenant=tenant, limit=limit)]
 
 
+RECENT_IDS = 500
+"""Newest request ids a "did you mean" looks through."""
+
+
+def _request(store: RequestStore, request_id: str, tenant: str | None) -> TrainingRequest:
+    """The request, or NotFound naming the closest of the caller's own recent ids (a tenant: its own only)."""
+    try:
+        return store.get_request(request_id, tenant=tenant)
+    except NotFound as err:
+        recent = [request.id for request in store.list_requests(tenant=tenant, limit=RECENT_IDS)]
+        hint = did_you_mean(request_id, recent)
+        if not hint:
+            raise
+        raise NotFound(f"{err}{hint}: `tenantml runs` lists the requests") from None
+
+
 def show_request(store: RequestStore, request_id: str, tenant: str | None) -> dict[str, Any]:
-    return request_view(store.get_request(request_id, tenant=tenant))
+    return request_view(_request(store, request_id, tenant))
 
 
 def move_request(store: RequestStore, request_id: str, tenant: str | None, now: datetime) -> None:
     """Ask the supervisor to move the request to a new worker, resuming from its last checkpoint."""
-    store.get_request(request_id, tenant=tenant)  # NotFound for another tenant's
+    _request(store, request_id, tenant)  # NotFound for another tenant's
     store.request_move(request_id, now)
 
 
-class _Cancelling(RequestReader, RequestFinisher, Protocol):
+class _Cancelling(RequestStore, RequestFinisher, Protocol):
     pass
 
 
 def cancel_request(store: _Cancelling, request_id: str, tenant: str | None, now: datetime,
                    by: str = "an operator") -> None:
     """End the request as cancelled; the epoch moves on, so its worker's next write fences it off."""
-    request = store.get_request(request_id, tenant=tenant)
+    request = _request(store, request_id, tenant)
     if request.status.is_terminal:
         raise AlreadyEnded(request_id, request.status.value)
     store.finish(request.id, request.epoch, RequestStatus.CANCELLED, now, f"cancelled by {by}",
