@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 from typing import Annotated, Any
@@ -21,10 +20,6 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
-OPTIONAL_SERVICES = frozenset({"fork-server"})
-"""Without the fork server, launchers start flow runs themselves: slower, not fatal."""
-
-
 @app.command()
 def up(
     ctx: typer.Context,
@@ -37,7 +32,8 @@ def up(
 
 
 def run_platform(settings: Settings, serve_inference: bool) -> int:
-    """Start, then watch until Ctrl-C or SIGTERM (0), or until a service dies (1); always stop all."""
+    """Start, then run until Ctrl-C or SIGTERM (0); always stop all. A server that exits meanwhile is
+    started again by the platform's keeper, a worker by its provisioner (`tenantml status` counts both)."""
     platform = EmbeddedPlatform(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,12 +50,8 @@ def run_platform(settings: Settings, serve_inference: bool) -> int:
             print(f"  Tenant API:  {state.tenant_api_url} (docs: {state.tenant_api_url}/docs)")
         print_login(str(credentials_file(settings.home)))
         print("Ctrl-C stops everything.", flush=True)
-        while not stop.wait(1.0):
-            dead = [s.name for s in platform.services if not s.alive() and s.name not in OPTIONAL_SERVICES]
-            if dead:
-                print(f"stopping: {', '.join(dead)} exited; logs in {settings.home.resolve() / 'logs'}",
-                      file=sys.stderr)
-                return 1
+        while not stop.wait(1.0):  # a timed wait, so that the signal handlers run
+            pass
         return 0
     finally:
         platform.stop()
@@ -96,7 +88,32 @@ def print_status(found: dict[str, Any]) -> None:
     ]
     rows += [(name, "running" if alive else "gone", "") for name, alive in sorted(workers.items())]
     print_table(["service", "state", "address"], rows)
+    print_supervised(found.get("services") or {}, found.get("worker_restarts") or {})
     print_login(found.get("credentials_file"))
+
+
+def _ago(at: float | None, now: float) -> str:
+    if at is None:
+        return "-"
+    seconds = max(now - at, 0.0)
+    shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    return f"{time.strftime('%H:%M:%S', time.localtime(at))} ({shown} ago)"
+
+
+def print_supervised(services: dict[str, Any], worker_restarts: dict[str, int]) -> None:
+    """Each kept server: pid, up since, restarts and how it last exited; the workers' replacements per class."""
+    if not services:
+        return
+    now = time.time()
+    rows: list[tuple[object, ...]] = []
+    for name, record in services.items():
+        last = record.get("last_exit")
+        how = "-" if not last else f"{last['signal'] or 'exit code ' + str(last['code'])}, {_ago(last['at'], now)}"
+        state = "restarting" if record.get("restarting") else "running" if record.get("alive") else "gone"
+        rows.append((name, record["pid"], state, _ago(record.get("up_since"), now), record["restarts"], how))
+    print_table(["supervised", "pid", "state", "up since", "restarts", "last exit"], rows)
+    if worker_restarts:
+        print("workers replaced after exiting: " + ", ".join(f"{c} {n}" for c, n in sorted(worker_restarts.items())))
 
 
 def print_login(credentials: str | None) -> None:

@@ -1,5 +1,6 @@
 """The embedded platform behind `tenantml up`: Prefect and MLflow servers, work pools, deployments,
-process workers (and the inference service), all on 127.0.0.1, all stopped by pid.
+process workers (and the inference service), all on 127.0.0.1, all stopped by pid. A server that exits
+while the platform runs is started again on its port (tenantml.local.keeper).
 
 Everything persistent lives under ``TENANTML_HOME``; starting again on the same home keeps every
 record. A failure at any point stops whatever was already started.
@@ -13,7 +14,8 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -24,10 +26,18 @@ from tenantml.local import fork_server, launch, preflight
 from tenantml.local.cgroups import KernelMemoryKills
 from tenantml.local.credentials import Credentials, ensure_credentials, read_credentials, without_credentials
 from tenantml.local.fleet import FleetLoop
-from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services
+from tenantml.local.keeper import Keeper
+from tenantml.local.processes import Service, claim_port, stop_leftovers, stop_services, wait_healthy
 from tenantml.local.project import PROJECT_DIR_VARIABLE, deploy, project_dir, work_pool_template
-from tenantml.local.servers import MlflowAuth, inference_server, mlflow_server, prefect_server, tenant_api_server
-from tenantml.local.state import PlatformState, read_state, remove_state, write_state
+from tenantml.local.servers import (
+    MlflowAuth,
+    Server,
+    inference_server,
+    mlflow_server,
+    prefect_server,
+    tenant_api_server,
+)
+from tenantml.local.state import PlatformState, read_state, remove_state, update_state, write_state
 from tenantml.local.workers import LocalWorkers, create_work_pools
 from tenantml.settings import Settings
 
@@ -37,6 +47,18 @@ log = logging.getLogger(__name__)
 
 SERVER_READY_S = 120.0
 ACCESS_SYNC_S = 30.0  # how often tenants' MLflow grants are made exact again
+RIDE_OUT = {
+    # A training's MLflow calls (a checkpoint's upload blocks the training) wait out a restarted MLflow
+    # server: retries after 0, 2, 4, 8 ... 120 s (MLflow's default doubles from 4 s, so a 20 s restart
+    # cost 28 s), ten of them: about 8 minutes in all. Its Prefect calls (the final state; the rest is
+    # off the training's path) retry after 2, 4 ... 256 s, eight times (Prefect's default, five, gives up
+    # after 62 s, less than a cold start of the server on a busy machine). Interactive surfaces (the
+    # tenant API, the CLI) keep the libraries' defaults: a user would rather hear that a server is down.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "PREFECT_CLIENT_MAX_RETRIES": "8",
+}
+STATE_REFRESH_S = 1.0  # how often the state file's pids and restart counts are brought up to date
 # A pid in a dead platform's state file is only stopped if its command line has one of these.
 OUR_COMMANDS = ("prefect", "mlflow", "bentoml", "tenantml")
 
@@ -97,7 +119,9 @@ class EmbeddedPlatform:
     settings: Settings
     state: PlatformState | None = None
     workers: LocalWorkers | None = None
-    _servers: list[Service] = field(default_factory=list)
+    keeper: Keeper = field(default_factory=Keeper)  # the servers, restarted when they exit
+    _shown: tuple[object, ...] = ()  # what the state file says now
+    _state_lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _supervisor: threading.Thread | None = None
     _stop_supervising: threading.Event = field(default_factory=threading.Event)
@@ -107,7 +131,7 @@ class EmbeddedPlatform:
     @property
     def services(self) -> list[Service]:
         """Every process this platform runs: servers (in the order they started), then workers."""
-        return [*self._servers, *(self.workers.services if self.workers else [])]
+        return [*self.keeper.services, *(self.workers.services if self.workers else [])]
 
     def start(self, serve_inference: bool = True) -> PlatformState:
         home = check_home(self.settings.home)
@@ -134,20 +158,22 @@ class EmbeddedPlatform:
         self._start_servers(env, home, project, prefect_port, mlflow_port, credentials)
         self._prepare(env, project, prefect_api, logs)
         self._start_access_sync(mlflow_uri, credentials)
+        runs_env = {**env, **RIDE_OUT}  # workers, and the flow runs they start
         if settings.prefect.fork_server:
-            self._servers.append(fork_server.start(env, home, logs, project))
-        self.workers = LocalWorkers(settings.prefect, env, logs, project, fleet=settings.fleet)
+            self.keeper.keep(fork_server.start(runs_env, home, logs, project),
+                             lambda: fork_server.launch(runs_env, home, logs, project),
+                             lambda service: fork_server.wait_ready(service, home))
+        self.workers = LocalWorkers(settings.prefect, runs_env, logs, project, fleet=settings.fleet)
         self.workers.start_configured()  # each class's minimum with the provisioner, else the fixed counts
-        self._fleet = FleetLoop.for_platform(settings, self.workers, prefect_api, home).start()
+        # No home: the state file's worker pids are kept current by _refresh_state, the one writer.
+        self._fleet = FleetLoop.for_platform(settings, self.workers, prefect_api).start()
         inference_url = None
         if serving_port is not None:
             reader_env = {**without_credentials(env), **credentials.inference_env()}  # reads MLflow, no Prefect
-            inference = inference_server(serving_port, reader_env, home, project, logs)
-            self._servers.append(inference.service)  # stopped with the platform, even if it never gets ready
+            inference = self._keep(lambda: inference_server(serving_port, reader_env, home, project, logs))
             inference.wait_ready()
             inference_url = inference.url
-        tenant_api = tenant_api_server(tenant_api_port, env, logs, project)  # the control plane: its own process
-        self._servers.append(tenant_api.service)
+        tenant_api = self._keep(lambda: tenant_api_server(tenant_api_port, env, logs, project))  # its own process
         tenant_api.wait_ready()
         self.state = PlatformState(
             home=str(home),
@@ -159,10 +185,44 @@ class EmbeddedPlatform:
             tenant_api_url=tenant_api.url,
             pids={s.name: s.pid for s in self.services},
             started_at=time.time(),
+            services={name: record.to_dict() for name, record in self.keeper.records().items()},
         )
         write_state(self.state)
+        self.keeper.on_change = self._refresh_state
+        self.keeper.start()
+        threading.Thread(target=self._keep_state_current, name="platform-state", daemon=True).start()
         self.start_supervisor()
         return self.state
+
+    def _keep(self, start: Callable[[], Server]) -> Server:
+        """Start a server and keep it: the keeper starts it again with ``start`` (same port, same environment)
+        when it exits, and waits for the same health check. Stopped with the platform even if never ready."""
+        server = start()
+        self.keeper.keep(server.service, lambda: start().service,
+                          lambda service: wait_healthy(service, server.health_url, SERVER_READY_S))
+        return server
+
+    def _refresh_state(self) -> None:
+        """Write the current pids, each kept service's record and the workers' restarts, if any changed."""
+        if self.state is None:
+            return
+        with self._state_lock:
+            pids = {s.name: s.pid for s in self.services}
+            services = {name: record.to_dict() for name, record in self.keeper.records().items()}
+            restarts = dict(self.workers.restarts) if self.workers else {}
+            if (pids, services, restarts) == self._shown:
+                return
+            self._shown = (pids, services, restarts)
+            update_state(self.settings.home, lambda state: state if state.supervisor_pid != os.getpid()
+                         else replace(state, pids=pids, services=services, worker_restarts=restarts))
+
+    def _keep_state_current(self) -> None:
+        """Workers come and go with the provisioner; servers report their restarts through the keeper."""
+        while not self._stopping.wait(STATE_REFRESH_S):
+            try:
+                self._refresh_state()
+            except Exception:  # a full disk, a home removed under us: the next round tries again
+                log.warning("could not update the platform's state file", exc_info=True)
 
     def _start_servers(self, env: dict[str, str], home: Path, project: Path, prefect_port: int,
                        mlflow_port: int, credentials: Credentials) -> None:
@@ -172,18 +232,17 @@ class EmbeddedPlatform:
 
         database_url = self.settings.prefect.database_url
         logs = home / "logs"
-        prefect = prefect_server(prefect_port, env, home / "prefect", logs, project,
-                                 database_url.get_secret_value() if database_url is not None else None,
-                                 auth_string=credentials.prefect_auth_string.get_secret_value(),
-                                 host=self.settings.bind_host)
-        self._servers.append(prefect.service)
+        prefect = self._keep(lambda: prefect_server(
+            prefect_port, env, home / "prefect", logs, project,
+            database_url.get_secret_value() if database_url is not None else None,
+            auth_string=credentials.prefect_auth_string.get_secret_value(), host=self.settings.bind_host))
         admin = credentials.admin
         auth = MlflowAuth(admin.username, admin.password.get_secret_value(),
                           credentials.mlflow_secret_key.get_secret_value(), self.settings.mlflow.auth_cache_ttl_s)
-        mlflow = mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth, databases=self.settings.mlflow,
-                               host=self.settings.bind_host,
-                               artifacts=mlflow_artifacts(self.settings, home / "mlflow"))
-        self._servers.append(mlflow.service)
+        artifacts = mlflow_artifacts(self.settings, home / "mlflow")
+        mlflow = self._keep(lambda: mlflow_server(mlflow_port, env, home / "mlflow", logs, project, auth,
+                                                  databases=self.settings.mlflow, artifacts=artifacts,
+                                                  host=self.settings.bind_host))
         mlflow.wait_ready(SERVER_READY_S)
         admin_login = (admin.username, admin.password.get_secret_value())
         for identity, role, grants in ((credentials.platform, "tenantml-platform", PLATFORM_GRANTS),
@@ -273,15 +332,16 @@ class EmbeddedPlatform:
 
     def stop(self) -> None:
         """The supervisor first (it releases its lease), then the workers (so no new run starts), then the
-        servers; every process by pid."""
+        servers; every process by pid. No server is restarted from the first line on."""
         self._stopping.set()
+        servers = self.keeper.stop()
         if self._fleet is not None:
             self._fleet.stop()  # no worker started, replaced or stopped from here on
         self.stop_supervisor(self._release_lease)
         if self.workers is not None:
             self.workers.stop_all()
-        stop_services(list(reversed(self._servers)))
-        self._servers.clear()
+        stop_services(list(reversed(servers)))
+        self.keeper.join()
         state = read_state(self.settings.home)
         if state and state.supervisor_pid == os.getpid():
             remove_state(self.settings.home)

@@ -33,7 +33,7 @@ from tenantml.errors import PlatformError
 from tenantml.local import cgroups
 from tenantml.local.processes import Service, start_service, stop_services
 
-__all__ = ["pid_file", "serve", "socket_path", "start"]
+__all__ = ["launch", "pid_file", "serve", "socket_path", "start", "wait_ready"]
 
 START_DEADLINE_S = 120.0
 
@@ -48,8 +48,19 @@ def socket_path(home: Path) -> Path:
 def start(env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path,
           deadline_s: float = START_DEADLINE_S) -> Service:
     """Start the fork server (``cwd``: the project folder, whose flows it imports) and wait for its socket."""
+    service = launch(env, home, log_dir, cwd)
+    wait_ready(service, home, deadline_s)
+    return service
+
+
+def launch(env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path) -> Service:
+    """Start the fork server's process and return at once (``wait_ready`` waits for its socket)."""
     socket_path(home).unlink(missing_ok=True)  # a stale socket must not look like a ready server
-    service = start_service("fork-server", [sys.executable, "-m", __name__], env, log_dir, cwd)
+    return start_service("fork-server", [sys.executable, "-m", __name__], env, log_dir, cwd)
+
+
+def wait_ready(service: Service, home: Path, deadline_s: float = START_DEADLINE_S) -> None:
+    """Wait for a launched fork server's socket; one that dies or never gets there is stopped, then an error."""
     try:
         end = time.monotonic() + deadline_s
         while not socket_path(home).exists():
@@ -60,7 +71,6 @@ def start(env: Mapping[str, str], home: Path, log_dir: Path, cwd: Path,
     except BaseException:
         stop_services([service])
         raise
-    return service
 
 
 def _preload() -> None:

@@ -1,6 +1,7 @@
 """The local platform's state file, ``$TENANTML_HOME/platform.json``: one typed reader and writer.
 
-``tenantml up`` writes it once everything is healthy and removes it on a clean stop. Other
+``tenantml up`` writes it once everything is healthy, keeps its pids and each service's restarts
+current (:mod:`tenantml.local.keeper`), and removes it on a clean stop. Other
 processes on the same machine read it to find the servers: the CLI through :func:`connected`,
 which fills in whatever address the settings leave unset. Nothing outside ``tenantml.local`` (and
 the CLI that starts it) reads this file; the platform's own children get their addresses through
@@ -10,13 +11,19 @@ the environment.
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tenantml.local.credentials import read_credentials
 from tenantml.settings import Settings
 
-__all__ = ["PlatformState", "connected", "read_state", "remove_state", "state_file", "write_state"]
+__all__ = ["PlatformState", "connected", "read_state", "remove_state", "state_file", "update_state", "write_state"]
+
+_writing = threading.Lock()  # the platform's threads update the file one at a time
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,9 @@ class PlatformState:
     started_at: float
     pids: dict[str, int] = field(default_factory=dict)
     tenant_api_url: str | None = None
+    # per kept service: pid, restarts, up_since, restarting, last_exit {code, signal, at} (keeper.ServiceRecord)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    worker_restarts: dict[str, int] = field(default_factory=dict)  # per class: workers replaced after exiting
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -50,7 +60,22 @@ def read_state(home: Path) -> PlatformState | None:
 
 
 def write_state(state: PlatformState) -> None:
-    state_file(Path(state.home)).write_text(state.to_json())
+    """Replace the file in one step: a reader (`tenantml status`) never sees half of it."""
+    path = state_file(Path(state.home))
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_text(state.to_json())
+    os.replace(partial, path)
+
+
+def update_state(home: Path, change: Callable[[PlatformState], PlatformState]) -> PlatformState | None:
+    """Read, change and write the state file as one step among this process's threads; None without a file."""
+    with _writing:
+        state = read_state(home)
+        if state is None:
+            return None
+        changed = change(state)
+        write_state(changed)
+        return changed
 
 
 def remove_state(home: Path) -> None:

@@ -1,4 +1,4 @@
-"""`tenantml status`: is the platform up, and where."""
+"""`tenantml status`: is the platform up, and where; each supervised service's pid, restarts and last exit."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         components["tenant_api"] = _healthy(f"{tenant_api}/readyz")
     pids = state.pids if state else {}
     workers = {name: psutil.pid_exists(pid) for name, pid in pids.items() if name.startswith("worker-")}
+    services = {name: {**record, "alive": psutil.pid_exists(int(record["pid"]))}
+                for name, record in (state.services if state else {}).items()}
     return {
         "healthy": bool(state) and all(components.values()) and all(workers.values()),
         "home": str(settings.home.resolve()),
@@ -51,4 +53,6 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         "credentials_file": str(credentials_file(settings.home)) if credentials_file(settings.home).is_file() else None,
         "components": components,
         "workers": workers,
+        "services": services,  # pid, alive, restarts, up_since, restarting, last_exit {code, signal, at}
+        "worker_restarts": dict(state.worker_restarts) if state else {},  # per class: replaced after exiting
     }

@@ -94,12 +94,12 @@ def _share_credentials(home: Path) -> None:
             out.write(_SHARED_CREDENTIALS[0])
 
 
-def start_platform(settings: Settings) -> tuple[EmbeddedPlatform, RunningPlatform]:
-    """Start an embedded platform; the caller stops the first element."""
+def start_platform(settings: Settings, serve_inference: bool = False) -> tuple[EmbeddedPlatform, RunningPlatform]:
+    """Start an embedded platform (without the inference service unless asked); the caller stops the first element."""
     _share_credentials(settings.home)
     embedded = EmbeddedPlatform(settings)
     try:
-        state = embedded.start(serve_inference=False)
+        state = embedded.start(serve_inference=serve_inference)
     except BaseException:
         embedded.stop()
         raise
