@@ -35,7 +35,7 @@ from tenantml.domain.memory_kills import kernel, oom_kills
 from tenantml.errors import InvalidSetting
 
 __all__ = ["MEMORY_MB_VARIABLE", "RUN_CGROUP_VARIABLE", "Hierarchy", "KernelMemoryKills", "class_folder",
-           "enter_run_cgroup", "find", "worker_env"]
+           "enter_run_cgroup", "find", "remove_folders", "worker_env"]
 
 RUN_CGROUP_VARIABLE = "TENANTML_RUN_CGROUP"  # the class's folder of run cgroups
 MEMORY_MB_VARIABLE = "TENANTML_RUN_MEMORY_MB"  # each run's memory limit in MiB
@@ -175,6 +175,20 @@ class KernelMemoryKills:
         for cgroup in self.folder.glob("*/*-*"):
             if cgroup.is_dir() and not oom_kills(_read(cgroup / self.hierarchy.counts_file)):
                 _remove_if_empty(cgroup)
+
+
+def remove_folders(home: Path, hierarchy: Hierarchy | None = None) -> None:
+    """Remove the platform's run cgroups and its classes' folders, once its workers have stopped.
+
+    Each is removed only if no process is in it (a run still dying keeps its own, and its class's).
+    """
+    hierarchy = hierarchy or find()
+    if hierarchy is None:
+        return
+    folder = _tenantml_folder(hierarchy, home)
+    for level in [*folder.glob("*/*-*"), *folder.glob("*"), folder]:
+        if level.is_dir():
+            _remove_if_empty(level)
 
 
 def _remove_if_empty(cgroup: Path) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from tenantml.domain.request import WorkerClass
 from tenantml.errors import InvalidRequest, ServiceUnavailable
-from tenantml.local.cgroups import worker_env
+from tenantml.local.cgroups import remove_folders, worker_env
 from tenantml.local.drain import PrefectQueue, has_children, stop_if_idle
 from tenantml.local.processes import Service, start_service, stop_services
 from tenantml.settings import FleetSettings, PrefectSettings
@@ -277,6 +277,8 @@ class LocalWorkers:
             stop_services(self.services)
             self._workers.clear()
             self._owed.clear()
+            if "TENANTML_HOME" in self.env:  # the classes' run cgroups, if any: their runs are gone
+                remove_folders(Path(self.env["TENANTML_HOME"]))
 
     @property
     def services(self) -> list[Service]:
