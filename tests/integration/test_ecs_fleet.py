@@ -20,7 +20,7 @@ from tenantml.errors import InvalidRequest, ServiceUnavailable
 from tenantml.local.processes import claim_port
 from tenantml.local.servers import Server
 from tenantml.services.provisioner import Provisioner
-from tests.support.moto import MOTO_REGION, running_moto
+from tests.support.moto import MOTO_REGION, moto_credentials, running_moto
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def credentials() -> AwsCredentials:
-    return AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=MOTO_REGION)
+    return moto_credentials()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from prefect_aws import AwsCredentials
 from tenantml.adapters.ecs_fleet import EcsMemoryKills
 from tenantml.local.processes import claim_port
 from tenantml.local.servers import Server
-from tests.support.moto import MOTO_REGION, running_moto
+from tests.support.moto import MOTO_REGION, moto_credentials, running_moto
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def credentials() -> AwsCredentials:
-    return AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=MOTO_REGION)
+    return moto_credentials()
 
 
 @pytest.fixture

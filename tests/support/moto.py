@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prefect_aws import AwsCredentials
+
 from tenantml.local.processes import claim_port, start_service
 from tenantml.local.servers import HOST, Server
 
-__all__ = ["MOTO_REGION", "running_moto"]
+__all__ = ["MOTO_REGION", "moto_credentials", "running_moto"]
 
 MOTO_REGION = "us-east-1"
 READY_TIMEOUT_S = 60.0
@@ -38,3 +40,8 @@ def running_moto(folder: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def moto_credentials() -> AwsCredentials:
+    """The credentials block moto accepts: any keys, in its region."""
+    return AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=MOTO_REGION)

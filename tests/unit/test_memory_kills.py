@@ -6,7 +6,7 @@ from __future__ import annotations
 from tenantml.adapters.store import Store
 from tenantml.domain import memory_kills
 from tenantml.domain.failover import UuidEvent, memory_kill
-from tenantml.domain.request import AttemptEnd, WorkerClass
+from tenantml.domain.request import AttemptEnd, TrainingRequest, WorkerClass
 from tenantml.ports import RunState
 from tests.support.supervisor_script import Loop, Script, ends
 
@@ -127,19 +127,25 @@ class Witness:
         return self.killed.get(flow_run_id)
 
 
-def test_a_kernel_memory_kill_the_witness_saw_resumes_on_the_large_class(store: Store, request_id: str) -> None:
+def crash_once(store: Store, request_id: str, killed: str | None) -> tuple[TrainingRequest, Loop, Witness]:
+    """The first attempt's run ends with SIGKILL's status (``killed``: what the witness saw), the next completes."""
     master, witness = Loop(store, budget=1), Witness()
     master.supervisor.memory_kills = witness
 
     def script() -> Script:
         master.worker(1).beat(1)
         yield
-        witness.killed["run-1"] = "killed for memory by the kernel (cgroup small/run-1: oom_kill 1)"
+        if killed is not None:
+            witness.killed["run-1"] = killed
         master.dispatcher.states["run-1"] = RunState.FAILED, "Flow run infrastructure exited with status -9"
         yield from master.until_dispatched(2)
         master.worker(2).complete()
 
-    final = master.run(request_id, script())
+    return master.run(request_id, script()), master, witness
+
+
+def test_a_kernel_memory_kill_the_witness_saw_resumes_on_the_large_class(store: Store, request_id: str) -> None:
+    final, master, _ = crash_once(store, request_id, "killed for memory by the kernel (cgroup small/run-1: oom_kill 1)")
     assert [d.worker_class for d in master.dispatcher.dispatches] == [WorkerClass.SMALL, WorkerClass.LARGE]
     assert ends(final) == [AttemptEnd.RESOURCE_EXHAUSTED, AttemptEnd.COMPLETED]
     assert final.attempts[0].reason is not None
@@ -147,17 +153,7 @@ def test_a_kernel_memory_kill_the_witness_saw_resumes_on_the_large_class(store: 
 
 
 def test_a_crash_no_witness_saw_stays_a_crash_on_the_same_class(store: Store, request_id: str) -> None:
-    master, witness = Loop(store), Witness()
-    master.supervisor.memory_kills = witness
-
-    def script() -> Script:
-        master.worker(1).beat(1)
-        yield
-        master.dispatcher.states["run-1"] = RunState.FAILED, "Flow run infrastructure exited with status -9"
-        yield from master.until_dispatched(2)
-        master.worker(2).complete()
-
-    final = master.run(request_id, script())
+    final, master, witness = crash_once(store, request_id, None)
     assert [d.worker_class for d in master.dispatcher.dispatches] == [WorkerClass.SMALL, WorkerClass.SMALL]
     assert ends(final) == [AttemptEnd.CRASHED, AttemptEnd.COMPLETED]
     assert witness.asked == ["run-1"]
