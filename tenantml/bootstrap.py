@@ -162,7 +162,8 @@ class Connection:
         sender = BackgroundSender("tenantml-prefect-display")
         return TrainingSupervisor(
             self.store, self.dispatcher, _LazyCompletion(self, settings.training.checkpoint_retention), capacity,
-            settings.training, settings.scheduler, on_change=AttemptsPublisher(sender, settings.prefect.api_url).publish,
+            settings.training, settings.scheduler, on_change=AttemptsPublisher(
+                sender, settings.prefect.api_url, settings.mlflow.tracking_uri).publish,
             finalizing=finalizing, default_max_running=settings.quotas.max_running,
             run_log=PrefectRunLogs(sender, settings.prefect.api_url), memory_kills=memory_kills,
         )

@@ -132,8 +132,9 @@ class AttemptsPublisher:
     never the supervision loop. Newer tables of the same request replace older ones still waiting.
     """
 
-    def __init__(self, sender: _Sender, api_url: str | None = None) -> None:
-        self.sender, self.api_url = sender, api_url
+    def __init__(self, sender: _Sender, api_url: str | None = None, mlflow_uri: str | None = None) -> None:
+        """``mlflow_uri``: the tracking server, for the description's links to the run and the version."""
+        self.sender, self.api_url, self.mlflow_uri = sender, api_url, mlflow_uri
 
     def publish(self, request: TrainingRequest) -> None:
         self.sender.submit(f"publishing the attempts of {request.id}", lambda: self._create(request),
@@ -149,15 +150,16 @@ class AttemptsPublisher:
         from prefect.artifacts import TableArtifact
         from prefect.client.schemas.actions import ArtifactCreate
 
-        from tenantml.services.history import attempt_table, describe
+        from tenantml.services.history import Links, attempt_table, describe, mlflow_links
 
         attempt = request.current_attempt
         table = TableArtifact(table=attempt_table(request), key=f"attempts-{request.id}")
+        links = mlflow_links(request, Links.of(None, self.mlflow_uri))
         with self._client() as client:
             client.create_artifact(ArtifactCreate(
                 key=f"attempts-{request.id}", type="table", data=table.format(),
                 description=f"Attempts of {request.tenant}/{request.model} (request {request.id}): "
-                            f"{describe(request)}. Times are UTC.",
+                            f"{describe(request)}. Times are UTC." + (f" {links}" if links else ""),
                 flow_run_id=UUID(attempt.flow_run_id) if attempt and attempt.flow_run_id else None,
             ))
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from tenantml.domain.names import registered_model_name
 from tenantml.domain.request import Attempt, RequestStatus, TrainingRequest
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "attempt_rows",
     "attempt_table",
     "describe",
+    "mlflow_links",
     "progress_text",
     "run_description",
     "web_root",
@@ -132,12 +134,26 @@ class Links:
         return f"{self.prefect_ui}/runs/flow-run/{flow_run_id}" if self.prefect_ui and flow_run_id else None
 
     def mlflow_run(self, experiment_id: str | None, run_id: str | None) -> str | None:
-        if not (self.mlflow_ui and experiment_id and run_id):
+        """The run's page; without the experiment, the UI's ``#/runs/<id>``, which opens the same page."""
+        if not (self.mlflow_ui and run_id):
             return None
+        if not experiment_id:
+            return f"{self.mlflow_ui}/#/runs/{run_id}"
         return f"{self.mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def model_version(self, name: str, version: str | None) -> str | None:
         return f"{self.mlflow_ui}/#/models/{quote(name, safe='')}/versions/{version}" if self.mlflow_ui and version else None
+
+
+def mlflow_links(request: TrainingRequest, links: Links) -> str:
+    """Markdown links to the request's MLflow run and registered version ("" if there is neither)."""
+    found = []
+    if run := links.mlflow_run(None, request.mlflow_run_id):
+        found.append(_link("MLflow run", run))
+    if request.model_version and (version := links.model_version(
+            registered_model_name(request.spec.tenant, request.spec.model), request.model_version)):
+        found.append(_link(f"registered version {request.model_version}", version))
+    return " · ".join(found)
 
 
 def _link(text: str, url: str | None) -> str:

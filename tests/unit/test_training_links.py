@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tenantml.domain.request import Attempt, AttemptEnd, RequestStatus, TrainingRequest, TrainingSpec, WorkerClass
-from tenantml.services.history import Links, Progress, progress_text, run_description, web_root
+from tenantml.services.history import Links, Progress, mlflow_links, progress_text, run_description, web_root
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 LINKS = Links.of("http://127.0.0.1:4200/api", "http://127.0.0.1:5000")
@@ -43,7 +43,8 @@ def test_links_have_the_forms_the_prefect_and_mlflow_uis_route() -> None:
     assert LINKS.flow_run("abc") == "http://127.0.0.1:4200/runs/flow-run/abc"
     assert LINKS.mlflow_run("3", "r1") == "http://127.0.0.1:5000/#/experiments/3/runs/r1"
     assert LINKS.model_version("acme.churn", "4") == "http://127.0.0.1:5000/#/models/acme.churn/versions/4"
-    assert Links().flow_run("abc") is None and LINKS.mlflow_run(None, "r1") is None
+    assert LINKS.mlflow_run(None, "r1") == "http://127.0.0.1:5000/#/runs/r1"  # the UI opens the run's page
+    assert Links().flow_run("abc") is None and Links().mlflow_run("3", "r1") is None
 
 
 def test_the_run_description_names_the_request_its_attempts_and_links_each_prefect_run() -> None:
@@ -72,3 +73,12 @@ def test_the_progress_says_step_attempt_eta_and_the_latest_validation_metrics() 
     done = progress_text(_request(), Progress(160, 160, 2, "large", registered=("acme.churn", "4")), LINKS, "7")
     assert "ETA: done" in done and "metrics: none yet" in done
     assert "[acme.churn version 4](http://127.0.0.1:5000/#/models/acme.churn/versions/4)" in done
+
+
+def test_the_attempts_table_links_the_mlflow_run_and_once_registered_the_version() -> None:
+    request = _request()
+    assert mlflow_links(request, LINKS) == "[MLflow run](http://127.0.0.1:5000/#/runs/mlrun)"
+    request.model_version = "4"
+    assert mlflow_links(request, LINKS).endswith(
+        " · [registered version 4](http://127.0.0.1:5000/#/models/acme.churn/versions/4)")
+    assert mlflow_links(request, Links()) == ""
