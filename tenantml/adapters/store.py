@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tenantml.adapters.database import attempts, requests
 from tenantml.adapters.rows import stored_key, to_attempt, to_request
+from tenantml.adapters.sql import retry_disconnects
 from tenantml.adapters.fleet_records import FleetRecords
 from tenantml.adapters.supervisor_leases import SupervisorLeases
 from tenantml.adapters.tenant_records import TenantRecords
@@ -92,6 +93,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
                 )
             )
 
+    @retry_disconnects
     def get_request(self, request_id: str, tenant: str | None = None) -> TrainingRequest:
         found = self._read(requests.c.id == request_id, tenant=tenant)
         if not found:
@@ -270,6 +272,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
             self._close_attempt(conn, request_id, expected_epoch, now, end, reason, row.step if row else None)
 
     # -- worker (fenced) -----------------------------------------------------------------
+    @retry_disconnects
     def mark_running(self, lease: Lease, now: datetime) -> None:
         """The attempt's training code began (fenced like every worker write)."""
         self.check_current(lease)
@@ -281,6 +284,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
                 .values(running_at=now)
             )
 
+    @retry_disconnects
     def heartbeat(self, lease: Lease, step: int, total_steps: int, now: datetime) -> str | None:
         """Fenced; returns the scheduler's reason when it asked this attempt to hand back, else None."""
         with self._begin() as conn:
@@ -293,6 +297,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
             raise StaleEpoch(lease.request_id, lease.epoch)
         return (row.preempt_reason or "asked to hand back by the scheduler") if row.preempt_requested else None
 
+    @retry_disconnects
     def commit_checkpoint(self, lease: Lease, checkpoint: Checkpoint, now: datetime) -> None:
         self._fenced(
             lease,
@@ -303,6 +308,7 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
             updated_at=now,
         )
 
+    @retry_disconnects
     def check_current(self, lease: Lease) -> None:
         """Raise StaleEpoch unless this worker still holds the lease (a read, writes nothing)."""
         with self._connect() as conn:
