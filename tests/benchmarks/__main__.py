@@ -7,7 +7,7 @@ import sys
 import time
 
 BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference", "bench_fairness",
-              "bench_scheduler", "bench_provisioner", "bench_scale", "bench_backlog", "bench_tenant_api"]
+              "bench_scheduler", "bench_provisioner", "bench_scale", "bench_backlog", "bench_tenant_api", "bench_drain"]
 
 
 def main(names: list[str]) -> int:
