@@ -45,7 +45,10 @@ __all__ = ["EmbeddedPlatform", "platform_env"]
 
 log = logging.getLogger(__name__)
 
-SERVER_READY_S = 120.0
+SERVER_READY_S = 300.0  # a cold start of MLflow took 119 s on this 2-core machine at a load of 40
+# A restarted server that is still starting is waited for, not killed and started again from scratch:
+# on a loaded machine MLflow's and Prefect's imports alone can take minutes.
+RESTART_READY_S = 600.0
 ACCESS_SYNC_S = 30.0  # how often tenants' MLflow grants are made exact again
 RIDE_OUT = {
     # A training's MLflow calls (a checkpoint's upload blocks the training) wait out a restarted MLflow
@@ -199,7 +202,7 @@ class EmbeddedPlatform:
         when it exits, and waits for the same health check. Stopped with the platform even if never ready."""
         server = start()
         self.keeper.keep(server.service, lambda: start().service,
-                          lambda service: wait_healthy(service, server.health_url, SERVER_READY_S))
+                          lambda service: wait_healthy(service, server.health_url, RESTART_READY_S))
         return server
 
     def _refresh_state(self) -> None:
