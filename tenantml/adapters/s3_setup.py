@@ -22,7 +22,7 @@ from tenantml.settings import Settings, StorageSettings
 if TYPE_CHECKING:
     from prefect_aws import AwsCredentials, S3Bucket
 
-__all__ = ["check_storage", "load_objects", "mlflow_artifacts", "register_blocks", "storage_blocks", "storage_problems"]
+__all__ = ["load_objects", "mlflow_artifacts", "register_blocks", "storage_blocks", "storage_problems"]
 
 CHECK_TIMEOUT_S = 10
 
@@ -117,13 +117,6 @@ def storage_problems(settings: Settings, home: Path | None = None) -> Iterator[s
                    "TENANTML_STORAGE__ACCESS_KEY_ID and TENANTML_STORAGE__SECRET_ACCESS_KEY (and the bucket's policy)")
     except (BotoCoreError, ValueError) as err:  # ValueError: an endpoint URL boto3 cannot parse
         yield f"S3 endpoint {where} cannot be reached ({err}): check TENANTML_STORAGE__ENDPOINT_URL"
-
-
-def check_storage(settings: Settings) -> None:
-    """Raise InvalidSetting with every problem :func:`storage_problems` finds."""
-    problems = list(storage_problems(settings))
-    if problems:
-        raise InvalidSetting("; ".join(problems))
 
 
 def mlflow_artifacts(settings: Settings, store: Path) -> tuple[str, dict[str, str]]:
