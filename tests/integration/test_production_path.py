@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantml.adapters.schema import VERSION_TABLE
+from tenantml.adapters.schema import VERSION_TABLE, current_revision, head_revision
 from tenantml.domain.request import RequestStatus
 from tenantml.settings import load_settings
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
@@ -63,4 +63,5 @@ def test_each_store_keeps_its_tables_and_schema_version_in_its_own_database(
     assert "users" not in mlflow and "experiments" not in auth
     assert {"alembic_version", "flow_run", "work_pool"} <= prefect
     assert {VERSION_TABLE, "training_requests", "tenants"} <= metadata and "alembic_version" not in metadata
+    assert current_revision(postgres_platform.connection.store.engine) == head_revision()  # `tenantml up` upgraded it
     assert not (mlflow & prefect) - {"alembic_version"}, "MLflow and Prefect share tables"
