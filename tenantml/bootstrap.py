@@ -67,7 +67,7 @@ class Connection:
         if self.settings.storage.backend == "s3":
             from tenantml.adapters.s3_datasets import ObjectTenantStorage
 
-            return ObjectTenantStorage(self.settings.datasets_root, self.objects)
+            return ObjectTenantStorage(self.settings.datasets_root, lambda: self.objects)  # loaded when used
         return TenantStorage(self.settings.datasets_root)
 
     @cached_property

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from tenantml.adapters.object_storage import MissingObject, ObjectStore, tenant_key
@@ -26,11 +28,19 @@ AREA = "datasets"
 
 
 class ObjectTenantStorage(TenantStorage):
-    """Datasets in ``objects``; ``root`` holds this host's copies (``<root>/<tenant>/<name>``)."""
+    """Datasets in ``objects``; ``root`` holds this host's copies (``<root>/<tenant>/<name>``).
 
-    def __init__(self, root: Path, objects: ObjectStore) -> None:
+    ``objects`` may be a function that builds the store when a dataset is first touched (loading the
+    bucket block asks Prefect and builds a boto3 client: a process that never reads a dataset skips it).
+    """
+
+    def __init__(self, root: Path, objects: ObjectStore | Callable[[], ObjectStore]) -> None:
         super().__init__(root)
-        self.objects = objects
+        self._objects = objects
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        return self._objects() if callable(self._objects) else self._objects
 
     def tenant_url(self, tenant: str) -> str:
         return self.objects.url(f"{tenant}/{AREA}/")
