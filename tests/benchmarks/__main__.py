@@ -7,7 +7,8 @@ import sys
 import time
 
 BENCHMARKS = ["bench_checkpoint", "bench_dispatch", "bench_recovery", "bench_inference", "bench_fairness",
-              "bench_scheduler", "bench_provisioner", "bench_scale", "bench_backlog", "bench_tenant_api", "bench_drain"]
+              "bench_scheduler", "bench_provisioner", "bench_scale", "bench_backlog", "bench_tenant_api", "bench_drain",
+              "bench_outages"]
 
 
 def main(names: list[str]) -> int:
