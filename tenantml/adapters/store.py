@@ -387,9 +387,12 @@ class Store(TenantRecords, WorkloadCounts, FleetRecords, SupervisorLeases):
             .values(ended_at=now, end_step=end_step)
         )
         if end is not None:
+            unset: Any = attempts.c.end.is_(None)
+            if end is AttemptEnd.RESOURCE_EXHAUSTED:  # a memory kill its worker's crash hook reported as a crash
+                unset = or_(unset, attempts.c.end == AttemptEnd.CRASHED.value)
             conn.execute(
                 update(attempts)
-                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, attempts.c.end.is_(None))
+                .where(attempts.c.request_id == request_id, attempts.c.epoch == epoch, unset)
                 .values(end=end.value, reason=reason)
             )
 

@@ -122,15 +122,8 @@ def test_third_worker_finishes_when_two_have_failed(platform: RunningPlatform) -
 
 def test_resource_failure_on_the_small_class_resumes_on_the_large_class(platform: RunningPlatform) -> None:
     tenant = platform.new_tenant()
-    rng = np.random.default_rng(0)
-    rows, columns = 1_200_000, 40  # ~770 MB while loading: over the small class's 700 MB headroom
-    frame = pd.DataFrame(rng.standard_normal((rows, columns)), columns=[f"x{i}" for i in range(columns)])
-    frame["label"] = (frame["x0"] > 0).astype(int)
-    prefix = platform.connection.storage.prefix(tenant)
-    prefix.mkdir(parents=True)
-    frame.to_parquet(prefix / "big.parquet")
-    del frame
-    admission = platform.submit(tenant, "big.parquet", epochs=1, batch_size=200_000)
+    # 1.2M x 40 floats: ~770 MB while loading, over the small class's 700 MB headroom
+    admission = platform.submit(tenant, platform.wide_dataset(tenant, 1_200_000, 40), epochs=1, batch_size=200_000)
 
     final = platform.wait_done(admission.request_id, timeout_s=300)
     assert final.status is RequestStatus.COMPLETED, final.reason

@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from tenantml.domain.request import AttemptEnd, RequestStatus, WorkerClass
@@ -57,17 +55,10 @@ def test_a_training_the_kernel_kills_for_memory_on_the_small_class_completes_on_
 ) -> None:
     platform = limited
     tenant = platform.new_tenant()
-    rng = np.random.default_rng(0)
-    rows, columns = 800_000, 40  # 256 MB of floats, twice that while loading: over the small class's 300 MiB
-    frame = pd.DataFrame(rng.standard_normal((rows, columns)), columns=[f"x{i}" for i in range(columns)])
-    frame["label"] = (frame["x0"] > 0).astype(int)
-    prefix = platform.connection.storage.prefix(tenant)
-    prefix.mkdir(parents=True)
-    frame.to_parquet(prefix / "big.parquet")
-    del frame
-    admission = platform.submit(tenant, "big.parquet", epochs=1, batch_size=200_000)
+    # 800k x 40 floats: 256 MB, twice that while loading, over the small class's 300 MiB
+    admission = platform.submit(tenant, platform.wide_dataset(tenant, 800_000, 40), epochs=1, batch_size=200_000)
 
-    final = platform.wait_done(admission.request_id, timeout_s=400)
+    final = platform.wait_done(admission.request_id, timeout_s=900)  # two attempts on a loaded machine
     assert final.status is RequestStatus.COMPLETED, final.reason
     first, second = final.attempts[0], final.attempts[-1]
     assert first.worker_class is WorkerClass.SMALL

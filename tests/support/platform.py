@@ -54,6 +54,16 @@ class RunningPlatform:
         frame.to_csv(prefix / name, index=False)
         return name
 
+    def wide_dataset(self, tenant: str, rows: int, columns: int, name: str = "big.parquet") -> str:
+        """A Parquet dataset of ``rows`` x ``columns`` random floats (8 bytes each), for memory tests."""
+        rng = np.random.default_rng(0)
+        frame = pd.DataFrame(rng.standard_normal((rows, columns)), columns=[f"x{i}" for i in range(columns)])
+        frame["label"] = (frame["x0"] > 0).astype(int)
+        prefix = self.connection.storage.prefix(tenant)
+        prefix.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(prefix / name)
+        return name
+
     def submit(self, tenant: str, dataset: str, algorithm: str = "sgd_classifier", model: str = "m",
                force: bool = False, **params: object) -> Admission:
         order = TrainingOrder(tenant, model, dataset, "label", algorithm, dict(params), force)

@@ -127,8 +127,10 @@ class Witness:
         return self.killed.get(flow_run_id)
 
 
-def crash_once(store: Store, request_id: str, killed: str | None) -> tuple[TrainingRequest, Loop, Witness]:
-    """The first attempt's run ends with SIGKILL's status (``killed``: what the witness saw), the next completes."""
+def crash_once(store: Store, request_id: str, killed: str | None,
+               hook: bool = False) -> tuple[TrainingRequest, Loop, Witness]:
+    """The first attempt's run ends with SIGKILL's status (``killed``: what the witness saw), the next
+    completes; with ``hook``, the worker's on_crashed hook reports the crash first, as Prefect runs it."""
     master, witness = Loop(store, budget=1), Witness()
     master.supervisor.memory_kills = witness
 
@@ -137,6 +139,8 @@ def crash_once(store: Store, request_id: str, killed: str | None) -> tuple[Train
         yield
         if killed is not None:
             witness.killed["run-1"] = killed
+        if hook:
+            master.worker(1).report(AttemptEnd.CRASHED, "worker run crashed: Process exited with status code: -9.")
         master.dispatcher.states["run-1"] = RunState.FAILED, "Flow run infrastructure exited with status -9"
         yield from master.until_dispatched(2)
         master.worker(2).complete()
@@ -150,6 +154,15 @@ def test_a_kernel_memory_kill_the_witness_saw_resumes_on_the_large_class(store: 
     assert ends(final) == [AttemptEnd.RESOURCE_EXHAUSTED, AttemptEnd.COMPLETED]
     assert final.attempts[0].reason is not None
     assert final.attempts[0].reason.startswith("killed for memory by the kernel (cgroup small/run-1: oom_kill 1)")
+
+
+def test_a_memory_kill_is_recorded_as_such_even_when_the_crash_hook_reported_a_crash_first(
+    store: Store, request_id: str
+) -> None:
+    final, master, _ = crash_once(store, request_id, "killed for memory by the kernel (cgroup c: oom_kill 1)", hook=True)
+    assert [d.worker_class for d in master.dispatcher.dispatches] == [WorkerClass.SMALL, WorkerClass.LARGE]
+    assert ends(final) == [AttemptEnd.RESOURCE_EXHAUSTED, AttemptEnd.COMPLETED]
+    assert (final.attempts[0].reason or "").startswith("killed for memory by the kernel")
 
 
 def test_a_crash_no_witness_saw_stays_a_crash_on_the_same_class(store: Store, request_id: str) -> None:
