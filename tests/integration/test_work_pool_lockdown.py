@@ -77,21 +77,24 @@ def ecs_probes() -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="module")
-def ecs_deployment(platform: RunningPlatform) -> str:
-    """A pool of type ``ecs`` from the committed template, and a deployment on it (no worker needed)."""
+def deployment_on(platform: RunningPlatform, pool_type: str, template: Path, job_variables: dict[str, object]) -> str:
+    """A pool of ``pool_type`` from a committed template, and a deployment on it (no worker needed)."""
     import json
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    template = json.loads(ECS_TEMPLATE.read_text())
-    pool, flow = f"ecs-lockdown-{uuid.uuid4().hex[:8]}", f"ecs-lockdown-{uuid.uuid4().hex[:8]}"
+    pool, flow = f"{pool_type}-lockdown-{uuid.uuid4().hex[:8]}", f"{pool_type}-lockdown-{uuid.uuid4().hex[:8]}"
     with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}), get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="ecs", base_job_template=template))
+        client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type, base_job_template=json.loads(template.read_text())))
         flow_id = client.create_flow_from_name(flow)
-        client.create_deployment(flow_id, "default", work_pool_name=pool, job_variables={"cpu": 4096, "memory": 8192})
+        client.create_deployment(flow_id, "default", work_pool_name=pool, job_variables=job_variables)
     return f"{flow}/default"
+
+
+@pytest.fixture(scope="module")
+def ecs_deployment(platform: RunningPlatform) -> str:
+    return deployment_on(platform, "ecs", ECS_TEMPLATE, {"cpu": 4096, "memory": 8192})
 
 
 def test_the_ecs_template_offers_only_name_and_bounded_size() -> None:
@@ -120,3 +123,45 @@ def test_an_ecs_run_may_choose_its_size_within_the_bounds(platform: RunningPlatf
     with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}):
         run = run_deployment(ecs_deployment, timeout=0, job_variables={"cpu": 2048, "memory": 4096})
     assert run.job_variables == {"cpu": 2048, "memory": 4096}  # type: ignore[union-attr]
+
+
+# -- the Kubernetes pool's template (infra/work-pools/k8s.json) -----------------------------------
+K8S_TEMPLATE = ECS_TEMPLATE.with_name("k8s.json")
+
+
+def k8s_probes() -> dict[str, object]:
+    """Every variable of prefect-kubernetes' default template but ours, with a value an attacker would pick,
+    and sizes out of bounds."""
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    picks: dict[str, object] = {
+        "command": "sh -c id", "env": {"LD_PRELOAD": "/tmp/evil.so"}, "image": "attacker/image:latest",
+        "namespace": "kube-system", "service_account_name": "cluster-admin", "labels": {"owner": "attacker"},
+        "annotations": {"owner": "attacker"}, "image_pull_policy": "Always", "backoff_limit": 100,
+        "finished_job_ttl": 1, "job_watch_timeout_seconds": 1, "pod_watch_timeout_seconds": 1,
+        "stream_output": True, "cluster_config": {"context_name": "theirs"},
+        "cpu_request": "64", "cpu_limit": "64", "memory_request": "1Ti", "memory_limit": "1Ti",
+    }
+    variables = set(KubernetesWorker.get_default_base_job_template()["variables"]["properties"]) - {"name"}
+    assert variables <= set(picks), variables - set(picks)
+    return {**picks, "cpu": "1000", "memory": "9999Gi"}
+
+
+@pytest.fixture(scope="module")
+def k8s_deployment(platform: RunningPlatform) -> str:
+    return deployment_on(platform, "kubernetes", K8S_TEMPLATE, {"cpu": "4", "memory": "16Gi"})
+
+
+@pytest.mark.parametrize("variable", sorted(k8s_probes()))
+def test_a_kubernetes_run_that_sets_a_job_variable_is_refused_by_the_api(
+    platform: RunningPlatform, k8s_deployment: str, variable: str
+) -> None:
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}), pytest.raises(httpx.HTTPStatusError) as refused:
+        run_deployment(k8s_deployment, timeout=0, job_variables={variable: k8s_probes()[variable]})
+    assert refused.value.response.status_code == 422, refused.value
+
+
+def test_a_kubernetes_run_may_choose_its_size(platform: RunningPlatform, k8s_deployment: str) -> None:
+    with temporary_settings({PREFECT_API_URL: platform.prefect_api_url}):
+        run = run_deployment(k8s_deployment, timeout=0, job_variables={"cpu": "500m", "memory": "3Gi"})
+    assert run.job_variables == {"cpu": "500m", "memory": "3Gi"}  # type: ignore[union-attr]
