@@ -94,7 +94,7 @@ def test_a_training_reads_and_writes_only_s3(s3_platform: RunningPlatform, bucke
     assert keys(bucket, f"{PREFIX}/{tenant}/") == [f"{PREFIX}/{tenant}/datasets/data.csv"]
 
     admission = platform.submit(tenant, dataset, epochs=10)
-    final = platform.wait_done(admission.request_id)
+    final = platform.wait_done(admission.request_id, timeout_s=480)  # finalizing waits on a loaded Prefect
     assert final.status is RequestStatus.COMPLETED, final.reason
 
     checkpoints = keys(bucket, f"{PREFIX}/{tenant}/checkpoints/{final.id}/")
