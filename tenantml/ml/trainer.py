@@ -147,7 +147,8 @@ class Trainer(ABC):
                 f"checkpoint is of algorithm {saved['algorithm']!r}, not {self.algorithm!r}: "
                 "restore it with a trainer of the same algorithm"
             )
-        if saved["params"] != self.params:
+        # A checkpoint of a training admitted before the validation split trained on every row.
+        if {"validation_fraction": 0.0, **saved["params"]} != self.params:
             raise ValueError(f"{self.algorithm}: checkpoint params {saved['params']} differ from {self.params}")
         if saved["shape"] != self.data.features.shape or not _same_classes(saved["classes"], self.classes):
             raise ValueError(f"{self.algorithm}: checkpoint was made on other data (shape {saved['shape']})")

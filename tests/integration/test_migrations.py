@@ -88,6 +88,8 @@ def test_a_database_of_the_first_schema_upgrades_with_every_row(engine: Engine, 
     ]
     assert store.tenant_for_key("d" * 64) == "acme"
     assert [r.id for r in store.supervised()] == ["live"]
+    # admitted before the validation split: they trained, and resume, on every row
+    assert done.spec.params == live.spec.params == {"epochs": 2, "validation_fraction": 0.0}
 
 
 def test_a_home_made_before_migrations_is_recognised_and_upgraded(engine: Engine) -> None:

@@ -324,3 +324,18 @@ def test_a_library_failure_inside_a_step_is_a_user_error_without_row_values(
     with pytest.raises(kind, match="sgd_classifier") as refused:
         trainer.advance()
     assert "0.1257" not in str(refused.value)
+
+
+def test_a_checkpoint_from_before_the_validation_split_resumes_a_training_on_every_row(
+    classification: TrainingData,
+) -> None:
+    """Such a checkpoint's params have no validation_fraction; migration 0008 gives its request 0."""
+    before = trainer_for("sgd_classifier", {"epochs": 2, "validation_fraction": 0}, classification)
+    before.advance()
+    saved = pickle.loads(before.state())
+    del saved["params"]["validation_fraction"]
+    resumed = trainer_for("sgd_classifier", {"epochs": 2, "validation_fraction": 0}, classification)
+    resumed.restore(pickle.dumps(saved))
+    assert resumed.completed_steps == before.completed_steps
+    with pytest.raises(ValueError, match="differ"):  # a training that does hold out rows is another training
+        trainer_for("sgd_classifier", {"epochs": 2}, classification).restore(pickle.dumps(saved))
