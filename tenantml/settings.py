@@ -16,8 +16,11 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenantml.errors import InvalidSetting
+from tenantml.setting_variables import ENV_PREFIX, NESTED_DELIMITER, NOT_SETTINGS, as_variables, variable_name
 
 __all__ = [
+    "ENV_PREFIX",
+    "NESTED_DELIMITER",
     "DatabaseSettings",
     "FleetSettings",
     "LimitSettings",
@@ -31,14 +34,6 @@ __all__ = [
     "TrainingSettings",
     "load_settings",
 ]
-
-ENV_PREFIX = "TENANTML_"
-NESTED_DELIMITER = "__"
-# Variables with the prefix that are not settings: the local platform's project folder (see
-# tenantml.local.project), which prefect.yaml's pull step reads too, so every flow run has it.
-# A limited worker class's flow runs also get their memory cgroup's folder and limit (tenantml.local.cgroups).
-NOT_SETTINGS = frozenset({"TENANTML_PROJECT_DIR", "TENANTML_RUN_CGROUP", "TENANTML_RUN_MEMORY_MB"})
-
 
 class _Section(BaseModel):
     model_config = {"extra": "forbid"}
@@ -341,7 +336,7 @@ class Settings(BaseSettings):
         Secrets come out as their values (the children need them); unset optional values are left
         out. ``exclude_unset`` keeps only the fields given explicitly, as ``model_dump`` does.
         """
-        return _variables(ENV_PREFIX, self.model_dump(exclude_unset=exclude_unset, exclude_none=True))
+        return as_variables(self.model_dump(exclude_unset=exclude_unset, exclude_none=True))
 
     @property
     def datasets_root(self) -> Path:
@@ -360,21 +355,6 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.home.resolve() / 'tenantml.db'}"
-
-
-def _variables(prefix: str, values: dict[str, object]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for name, value in values.items():
-        variable = prefix + name.upper()
-        if isinstance(value, dict):
-            env.update(_variables(variable + NESTED_DELIMITER, value))
-        elif isinstance(value, SecretStr):
-            env[variable] = value.get_secret_value()
-        elif isinstance(value, bool):
-            env[variable] = "true" if value else "false"
-        else:
-            env[variable] = str(value)
-    return env
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -397,7 +377,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as err:
         problems = []
         for error in err.errors():
-            path = [str(part) for part in error["loc"]]
-            variable = ENV_PREFIX + NESTED_DELIMITER.join(path).upper()
+            variable = variable_name(str(part) for part in error["loc"])
             problems.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
         raise InvalidSetting("invalid settings: " + "; ".join(problems)) from err

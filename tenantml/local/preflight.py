@@ -22,7 +22,8 @@ from sqlalchemy.exc import ArgumentError
 
 from tenantml.adapters.s3_setup import storage_problems
 from tenantml.errors import StartupCheckFailed
-from tenantml.settings import ENV_PREFIX, NESTED_DELIMITER, Settings
+from tenantml.setting_variables import variable_name
+from tenantml.settings import Settings
 
 __all__ = ["CHECKS", "CONNECT_TIMEOUT_S", "Check", "DatabaseSetting", "check_databases", "database_settings",
            "run_checks"]
@@ -46,7 +47,7 @@ class DatabaseSetting:
 
 
 def _variable(*path: str) -> str:
-    return ENV_PREFIX + NESTED_DELIMITER.join(part.upper() for part in path)
+    return variable_name(path)
 
 
 def database_settings(settings: Settings) -> list[DatabaseSetting]:
