@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint bench up clean chromium
+.PHONY: install demo test test-system test-unit lint bench up clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -20,8 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tenantml.local.demo
 
+# Every layer but the production path's whole-system tests (`make test-system`, about as long again):
+# under 20 minutes on 2 cores.
 test: $(STAMP) lint chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not system"
+
+test-system: $(STAMP)
+	$(PY) -m pytest -m system
 
 # tests/e2e/test_browser.py drives Debian's headless Chromium (Playwright downloads no browser of its
 # own): installed here when missing and we are root; otherwise that test is skipped and says why.

@@ -19,7 +19,7 @@ from tenantml.local import cgroups
 from tenantml.settings import load_settings
 from tests.support.platform import RunningPlatform, start_platform
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 SMALL_MEMORY_MB = 300
 

@@ -14,7 +14,7 @@ from tenantml.settings import load_settings
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
 from tests.support.postgres import PostgresStores, postgres_stores, tables
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.system]
 
 
 @pytest.fixture(scope="module")

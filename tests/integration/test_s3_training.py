@@ -24,7 +24,7 @@ from tenantml.settings import load_settings
 from tests.support.moto import MOTO_REGION, running_moto
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 BUCKET, PREFIX = "tenantml-platform", "team-a"
 

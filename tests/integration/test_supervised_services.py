@@ -20,7 +20,7 @@ from tenantml.settings import load_settings
 from tests.support.platform import TENANTML, RunningPlatform, start_platform
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 RESTART_DEADLINE_S = 600  # a kill, the backoff, a cold start of the server on a machine with a load of 40
 

@@ -33,7 +33,7 @@ from tests.support.tcp_forward import forward
 from tests.support.waiting import flow_run_pid, wait_for
 
 UNAVAILABLE = unavailable()
-pytestmark = [pytest.mark.integration,
+pytestmark = [pytest.mark.integration, pytest.mark.system,
               pytest.mark.skipif(UNAVAILABLE is not None, reason=f"worker hosts need network namespaces: {UNAVAILABLE}")]
 
 LOST = {AttemptEnd.CRASHED, AttemptEnd.HEARTBEAT_LOST}
