@@ -144,7 +144,7 @@ def test_train_while_the_platform_is_down_queues_the_request_and_says_so(home: P
     """Requests wait in the metadata, so nothing needs Prefect at submission; but a queue nobody
     serves is worth a warning that names the fix."""
     created(tenant_name)
-    (home / "churn.csv").write_text("x,label\n1,0\n2,1\n")
+    (home / "churn.csv").write_text("x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     tenantml("dataset", "add", "--tenant", tenant_name, str(home / "churn.csv"))
     code = main(["train", "--tenant", tenant_name, "--model", "m", "--dataset", "churn.csv", "--target", "label",
                  "--algorithm", "sgd_classifier", "--param", "epochs=2"])
