@@ -189,7 +189,10 @@ def _accept(server: socket.socket, selector: selectors.BaseSelector, children: C
     record = None
     if flow_run_id := request["env"].get("PREFECT__FLOW_RUN_ID"):
         record = pid_file(home, flow_run_id)
-        record.write_text(str(pid))
+        # Written beside and renamed, so a reader never sees the file empty.
+        partial = record.with_suffix(".partial")
+        partial.write_text(str(pid))
+        partial.replace(record)
     children[pid] = (conn, record)
     by_conn[conn] = pid
     selector.register(conn, selectors.EVENT_READ)

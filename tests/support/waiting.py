@@ -51,6 +51,9 @@ def flow_run_pid(flow_run_id: str) -> int | None:
         if launch.__name__.encode() in cmdline:
             homes = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"TENANTML_HOME=")]
             record = pid_file(Path(homes[0]), flow_run_id) if homes else None
-            if record is not None and record.exists():
-                return int(record.read_text())
+            try:
+                if record is not None:
+                    return int(record.read_text())
+            except (OSError, ValueError):
+                continue  # not recorded yet: the caller polls again
     return None
