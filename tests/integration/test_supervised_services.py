@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
+from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
 from tenantml.local.embedded import EmbeddedPlatform
 from tenantml.local.fork_server import socket_path
 from tenantml.local.status import platform_status
 from tenantml.settings import load_settings
-from tests.support.platform import TENANTML, RunningPlatform, start_platform
+from tests.support.platform import TENANTML, RunningPlatform, classification_frame, start_platform
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -129,3 +131,35 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_a_training_rides_out_restarts_of_the_prefect_and_mlflow_servers(
+    kept: tuple[EmbeddedPlatform, RunningPlatform],
+) -> None:
+    """kill -9 of the Prefect server, then of the MLflow server, under a running training: the keeper
+    restarts each, the training's calls retry through the outage, and it completes in its first attempt
+    (no budget used), with its metrics in MLflow."""
+    embedded, platform = kept
+    tenant = platform.new_tenant()
+    dataset = platform.dataset(tenant, classification_frame(), name="ride-out.csv")
+    admission = platform.submit(tenant, dataset, model="ride-out", epochs=1500)  # about 95k steps: minutes
+    request_id = admission.request_id
+
+    def training() -> TrainingRequest | None:
+        request = platform.request(request_id)
+        assert not request.status.is_terminal, f"ended before the outages: {request.status} {request.reason}"
+        return request if request.status is RequestStatus.RUNNING and request.checkpoint else None
+
+    wait_for(training, RESTART_DEADLINE_S, f"request {request_id} to be running with a checkpoint", every_s=0.5)
+    for name, component in (("prefect-server", "prefect"), ("mlflow-server", "mlflow")):
+        restarts = _status(platform)["services"][name]["restarts"]
+        _restarted(platform, name, _kill(embedded, name), restarts + 1, component)
+        during = platform.request(request_id)
+        assert during.status is RequestStatus.RUNNING and len(during.attempts) == 1, (name, during.status, during.reason)
+
+    done = platform.wait_done(request_id, timeout_s=RESTART_DEADLINE_S)
+    assert done.status is RequestStatus.COMPLETED, done.reason
+    assert len(done.attempts) == 1 and done.attempts[0].end is AttemptEnd.COMPLETED
+    assert done.step == done.total_steps
+    run = MlflowClient(platform.mlflow_uri).get_run(done.mlflow_run_id or "")
+    assert run.info.status == "FINISHED" and "validation_accuracy" in run.data.metrics
