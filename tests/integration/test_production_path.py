@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from tenantml.adapters.schema import VERSION_TABLE, current_revision, head_revision
-from tenantml.domain.request import RequestStatus
+from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest
 from tenantml.settings import load_settings
 from tests.support.platform import RunningPlatform, classification_frame, start_platform
-from tests.support.postgres import PostgresStores, postgres_stores, tables
+from tests.support.postgres import PostgresStores, drop_connections, postgres_stores, tables
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.system]
 
@@ -65,3 +66,34 @@ def test_each_store_keeps_its_tables_and_schema_version_in_its_own_database(
     assert {VERSION_TABLE, "training_requests", "tenants"} <= metadata and "alembic_version" not in metadata
     assert current_revision(postgres_platform.connection.store.engine) == head_revision()  # `tenantml up` upgraded it
     assert not (mlflow & prefect) - {"alembic_version"}, "MLflow and Prefect share tables"
+
+
+def test_a_training_rides_out_its_databases_dropping_every_connection(
+    postgres_platform: RunningPlatform, stores: PostgresStores
+) -> None:
+    """Three times during a training, every connection to each of the four databases is terminated (as a
+    PostgreSQL failover does): the pools reconnect, the calls retry, the training goes on stepping and
+    completes in its first attempt."""
+    platform = postgres_platform
+    tenant = platform.new_tenant()
+    admission = platform.submit(tenant, platform.dataset(tenant, classification_frame(), name="drops.csv"),
+                                model="drops", epochs=400)  # about 25k steps
+    request_id = admission.request_id
+
+    def past(step: int) -> TrainingRequest | None:
+        request = platform.request(request_id)
+        assert not request.status.is_terminal, f"ended before the drops were over: {request.status} {request.reason}"
+        return request if request.checkpoint and request.checkpoint.step > step else None
+
+    databases = [stores.metadata, stores.prefect, stores.mlflow, stores.mlflow_auth or stores.mlflow]
+    step, dropped = 0, 0
+    for _ in range(3):
+        checkpoint = wait_for(lambda: past(step), 300, f"request {request_id} to checkpoint past step {step}").checkpoint
+        assert checkpoint is not None
+        step = checkpoint.step
+        dropped += sum(drop_connections(database) for database in databases)
+    assert dropped >= 3, "no connection was open to drop"
+
+    final = platform.wait_done(request_id, timeout_s=600)
+    assert final.status is RequestStatus.COMPLETED, final.reason
+    assert len(final.attempts) == 1 and final.attempts[0].end is AttemptEnd.COMPLETED, final.attempts

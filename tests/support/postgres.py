@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-__all__ = ["SERVER_URL", "PostgresStores", "postgres_stores", "tables", "temporary_database"]
+__all__ = ["SERVER_URL", "PostgresStores", "drop_connections", "postgres_stores", "tables", "temporary_database"]
 
 SERVER_URL = "postgres@127.0.0.1:5432"
 """User and server for URLs: ``f"postgresql+psycopg://{SERVER_URL}/{name}"``."""
@@ -85,3 +85,12 @@ def tables(database: str) -> set[str]:
     with psycopg.connect(f"{SERVER} dbname={database}", connect_timeout=5) as connection:
         rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
     return {row[0] for row in rows}
+
+
+def drop_connections(database: str) -> int:
+    """Terminate every session connected to ``database`` (as a failover or a restart of PostgreSQL does to
+    its clients); returns how many were terminated."""
+    with _admin() as admin:
+        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
+    return sum(1 for (terminated,) in rows if terminated)
