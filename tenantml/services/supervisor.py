@@ -181,8 +181,8 @@ class TrainingSupervisor:
         attempt = request.current_attempt
         if attempt is None or attempt.flow_run_id is None:
             return None
-        if attempt.end is not None:  # the worker said why it stopped
-            return UuidEvent(attempt.end, attempt.reason or attempt.end.value)
+        if attempt.end is not None:  # the worker said why it stopped, or finished since the tick read the request
+            return self._run_ended(request, RunState.FINISHED, "")
         if request.move_requested:
             return UuidEvent(AttemptEnd.MOVED, "moved by an operator")
         state, message = run or (RunState.UNKNOWN, "")
@@ -224,11 +224,10 @@ class TrainingSupervisor:
                 self.run_log.note(attempt.flow_run_id, f"UUID event {event.end.value} ({event.reason}): "
                                   f"the request fails: {decision.reason}", warning=True)
             else:
-                log.warning("request %s: UUID event %s (%s); queued to resume from step %s on %s",
-                            request.id, event.end.value, event.reason,
-                            request.checkpoint.step if request.checkpoint else 0, decision.worker_class.value)
                 self.store.requeue(request.id, request.epoch, decision.worker_class, now, event.end, event.reason)
                 at = request.checkpoint.step if request.checkpoint else 0
+                log.warning("request %s: UUID event %s (%s); queued to resume from step %s on %s",
+                            request.id, event.end.value, event.reason, at, decision.worker_class.value)
                 self.run_log.note(attempt.flow_run_id, f"UUID event {event.end.value} ({event.reason}): worker "
                                   f"{attempt.worker_uuid} is fenced off; the request is queued to resume from step "
                                   f"{at} on the {decision.worker_class.value} class", warning=event.end.is_failover)

@@ -7,12 +7,14 @@ script reads as a timeline.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from datetime import UTC, datetime
 
 import pytest
 
 from tenantml.adapters.store import Store
-from tenantml.domain.request import AttemptEnd, RequestStatus, WorkerClass
+from tenantml.domain.request import AttemptEnd, RequestStatus, TrainingRequest, WorkerClass
 from tenantml.ports import RunState
 from tests.support.supervisor_script import (
     INTERVAL,
@@ -256,3 +258,30 @@ def test_each_decision_is_logged_into_the_attempts_own_run(store: Store, request
     assert "UUID event crashed" in event and "queued to resume from step 4 on the small class" in event
     assert "dispatched attempt 2" in resumed and resumed.endswith("resuming from step 4")
     assert finalized.startswith("finalized: version 1 registered")
+
+
+def test_a_request_completed_between_the_ticks_reads_is_not_failed_over(
+    store: Store, request_id: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tick reads the requests, then their attempts: a worker completing in between shows a running
+    request whose attempt ended completed. That is no UUID event (seen in bench_drain: "UUID event
+    completed (completed); queued to resume from step 3200")."""
+    master = Loop(store)
+    supervised = store.supervised
+
+    def read_between() -> list[TrainingRequest]:
+        return [dataclasses.replace(r, status=RequestStatus.RUNNING) if r.id == request_id else r for r in supervised()]
+
+    def script() -> Script:
+        master.worker(1).beat(1)
+        yield
+        master.worker(1).complete()
+        monkeypatch.setattr(store, "supervised", read_between)
+        yield
+        monkeypatch.setattr(store, "supervised", supervised)
+
+    with caplog.at_level(logging.WARNING, logger="tenantml.services.supervisor"):
+        final = master.run(request_id, script())
+    assert ends(final) == [AttemptEnd.COMPLETED] and final.status is RequestStatus.COMPLETED
+    assert not [r.getMessage() for r in caplog.records if "UUID event" in r.getMessage()]
+    assert master.dispatcher.cancelled == []
