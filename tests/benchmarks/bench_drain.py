@@ -128,7 +128,8 @@ def main() -> None:
     print(f"postgres: {postgres}", flush=True)
     met = postgres.utilisation >= UTILISATION_TARGET and postgres.server_errors == 0
     body = table(rows_for(postgres, sqlite)) + (
-        f"\n\nValues: all stores on PostgreSQL; peer: all on SQLite. `python -m tests.benchmarks bench_drain`: {TRAININGS} sgd_classifier trainings ({EPOCHS} epochs of "
+        f"\n\nValues: all stores on PostgreSQL; peer: all on SQLite. `python -m tests.benchmarks bench_drain`: {TRAININGS} sgd_classifier trainings"
+        f"{'' if TRAININGS == 100 else ' (BENCH_DRAIN_TRAININGS; make bench drains 100)'} ({EPOCHS} epochs of "
         f"{ROWS} rows; median running time {postgres.training_p50_s:.1f} s on PostgreSQL, {sqlite.training_p50_s:.1f} s "
         f"on SQLite) from {TENANTS} tenants, submitted at once to an embedded platform with {WORKERS} small workers "
         "(fixed, one training each; fork server on). SQLite: the embedded default, Prefect, MLflow and the metadata on "
