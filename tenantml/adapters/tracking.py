@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,14 @@ class Tracking:
                 metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
                 tags=[RunTag(k, v) for k, v in _tags(tags or {}).items()],
             )
+
+    def record_points(self, run_id: str, points: Sequence[tuple[int, int, Mapping[str, float]]]) -> None:
+        """Points of the metric curves, each (step, ms since the epoch, metrics), in as few requests as
+        MLflow's limit of 1,000 metrics a request allows."""
+        metrics = [Metric(k, float(v), at, step) for step, at, values in points for k, v in values.items()]
+        with mlflow_calls(self.tracking_uri, "logging the metric curves"):
+            for start in range(0, len(metrics), 1000):
+                self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
     def describe(self, run_id: str, note: str, tags: Mapping[str, object] | None = None) -> None:
         """The run's description in the MLflow UI (markdown, ``mlflow.note.content``), with tags under ``tenantml.``."""
