@@ -23,8 +23,8 @@ from typing import Any
 
 from tenantml.inference.schema import FeatureSchema, Kind
 
-__all__ = ["DOCS_PATH", "EXAMPLE_MODEL", "EXAMPLE_SCHEMA", "SPEC_PATH", "SECURITY_SCHEME", "TITLE", "document", "example_row",
-           "swagger_page"]
+__all__ = ["DOCS_PATH", "EXAMPLE_MODEL", "EXAMPLE_SCHEMA", "SPEC_PATH", "SECURITY_SCHEME", "TITLE", "document",
+           "example_row", "swagger_page"]
 
 TITLE = "tenantml inference"
 DOCS_PATH = "/docs"

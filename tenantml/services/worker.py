@@ -47,8 +47,9 @@ MIRROR_FLUSH_S = 10.0
 METRIC_POINTS = 100
 """Points of the metric curves an attempt measures, evenly over the training's steps (and one at each commit)."""
 POINTS_PER_REQUEST = 25
-"""Points sent to MLflow in one request at most; the rest wait for the next commit. One request a point
-made MLflow's calls most of a short training's time (bench_drain: 80 calls in a 17 s attempt of 320 steps)."""
+"""Measured points are sent to MLflow in one request once this many wait, and at every checkpoint commit.
+One request a point made MLflow's calls most of a short training's time (bench_drain: 80 calls in a 17 s
+attempt of 320 steps)."""
 PROGRESS_EVERY_S = 1.0
 """How often the progress shown to people is updated at most."""
 
@@ -66,7 +67,6 @@ class AttemptTracking(RunTracking, CheckpointStore, Protocol):
 
     def describe(self, run_id: str, note: str, tags: Mapping[str, object] | None = None) -> None: ...
     def record_points(self, run_id: str, points: Sequence[MetricPoint]) -> None: ...
-
 
 
 @dataclass(frozen=True)
